@@ -1,0 +1,113 @@
+//! Command-line definitions (clap). Only the shape of the arguments lives here;
+//! turning them into a validated plan is `scenario`'s job.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stagecheck",
+    version,
+    about = "Load-test and verify AWS API Gateway stages",
+    long_about = "Load-test and verify AWS API Gateway stages.\n\n\
+Exit codes: 0 pass, 1 a check, threshold or verification failed, \
+2 usage or scenario error, 3 runtime error (target or AWS unreachable, credentials)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and validate scenario files without sending traffic.
+    Validate(ValidateArgs),
+    /// Run a scenario against a stage and report.
+    Run(Box<RunArgs>),
+    /// Serve the local sandbox: API Gateway's data plane and the Lambda functions on moto.
+    Sandbox(crate::sandbox::SandboxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Scenario files (TOML).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario file (TOML).
+    pub file: PathBuf,
+
+    /// Stage to run against (overrides `target.stage`).
+    #[arg(long, short = 's')]
+    pub stage: Option<String>,
+
+    /// Base URL; `{stage}` in it is replaced by the stage name (overrides `target.base_url`).
+    #[arg(long, env = "STAGECHECK_BASE_URL")]
+    pub base_url: Option<String>,
+
+    /// Arrival rate in iterations per second (open model; replaces any ramp).
+    #[arg(long)]
+    pub rate: Option<f64>,
+
+    /// How long to send traffic, e.g. `30s`, `2m`.
+    #[arg(long, short = 'd', value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+
+    /// Virtual users: switches to the closed model with this many looping VUs.
+    #[arg(long)]
+    pub vus: Option<u32>,
+
+    /// Upper bound on concurrent iterations in the open model.
+    #[arg(long)]
+    pub max_vus: Option<u32>,
+
+    /// Stop after this many iterations in total.
+    #[arg(long)]
+    pub iterations: Option<u64>,
+
+    /// Per-request timeout, e.g. `10s`.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// Extra header for every request, `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// Write the JSON summary here (`-` for stdout).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Worker threads, each with its own runtime and share of the VUs (default: cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Run only shard I of N (counted from 1): its share of the rate and a disjoint `seq` space.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+
+    /// How long in-flight iterations may finish after the end or an interrupt.
+    #[arg(long, value_parser = parse_duration)]
+    pub grace: Option<std::time::Duration>,
+
+    /// Extra PEM CA certificate(s) to trust for HTTPS targets.
+    #[arg(long, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Do not verify the target's TLS certificate.
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// No progress lines and no terminal report (errors still go to stderr).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Durations as users write them elsewhere: `250ms`, `30s`, `2m`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?}: {e} (use e.g. 500ms, 30s, 2m)"))
+}

@@ -1,0 +1,20 @@
+//! stagecheck: load-test and verify AWS API Gateway stages.
+//!
+//! The modules follow one run's data flow: a scenario file is parsed into a
+//! validated [`scenario::Plan`]; the [`engine`] drives traffic and records into
+//! [`metrics`]; the result is one [`summary::Summary`] that thresholds and every
+//! [`report`] format read. The [`sandbox`] emulates API Gateway's data plane and
+//! the Lambda functions on top of moto, for demos and tests.
+
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod metrics;
+pub mod report;
+pub mod run;
+pub mod sandbox;
+pub mod scenario;
+pub mod summary;
+pub mod thresholds;
+
+pub use error::{Error, Result};

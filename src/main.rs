@@ -1,0 +1,22 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use stagecheck::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => stagecheck::run::validate(&args),
+        Command::Run(args) => stagecheck::run::run(&args),
+        Command::Sandbox(args) => {
+            stagecheck::sandbox::main(args).map(|()| stagecheck::error::exit::PASS)
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(err) => {
+            eprintln!("{}: {err}", stagecheck::report::terminal::error_label());
+            ExitCode::from(err.exit_code() as u8)
+        }
+    }
+}

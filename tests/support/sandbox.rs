@@ -1,0 +1,1 @@
+//! Starting moto (from the project's .venv) and the sandbox for tests.
