@@ -1,11 +1,126 @@
-//! The `validate` and `run` commands.
-use crate::Result;
-use crate::cli::{RunArgs, ValidateArgs};
+//! The `validate` and `run` commands: from arguments to a plan, a run, a
+//! summary, its outputs and the exit code.
 
-pub fn validate(_args: &ValidateArgs) -> Result<i32> {
-    Ok(0)
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::cli::{RunArgs, ValidateArgs};
+use crate::error::{Error, exit};
+use crate::report::terminal;
+use crate::scenario::{self, Overrides, TlsOptions};
+use crate::summary::{Detail, Summary};
+use crate::{Result, engine};
+
+pub fn validate(args: &ValidateArgs) -> Result<i32> {
+    let overrides = Overrides {
+        validate_only: true,
+        ..Overrides::default()
+    };
+    for file in &args.files {
+        let plan = scenario::load(file, &overrides)?;
+        println!(
+            "{}: ok ({} step{}, {} model, {} threshold{})",
+            file.display(),
+            plan.steps.len(),
+            if plan.steps.len() == 1 { "" } else { "s" },
+            plan.load.model_name(),
+            plan.thresholds.len(),
+            if plan.thresholds.len() == 1 { "" } else { "s" },
+        );
+    }
+    Ok(exit::PASS)
 }
 
-pub fn run(_args: &RunArgs) -> Result<i32> {
-    Ok(0)
+pub fn overrides(args: &RunArgs) -> Overrides {
+    Overrides {
+        stage: args.stage.clone(),
+        base_url: args.base_url.clone(),
+        rate: args.rate,
+        duration: args.duration,
+        vus: args.vus,
+        max_vus: args.max_vus,
+        iterations: args.iterations,
+        timeout: args.timeout,
+        headers: args.headers.clone(),
+        threads: args.threads,
+        shard: args.shard.clone(),
+        grace: args.grace,
+        tls: TlsOptions {
+            ca_cert: args.ca_cert.clone(),
+            insecure: args.insecure,
+        },
+        validate_only: false,
+    }
+}
+
+pub fn run(args: &RunArgs) -> Result<i32> {
+    let plan = Arc::new(scenario::load(&args.file, &overrides(args))?);
+    let json_to_stdout = args.out.as_deref() == Some(Path::new("-"));
+    // Find out now, not after minutes of load, that the summary cannot be written.
+    if let Some(out) = args.out.as_deref().filter(|_| !json_to_stdout) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)
+            .map_err(|source| Error::WriteFile {
+                path: out.to_path_buf(),
+                source,
+            })?;
+    }
+    let quiet = args.quiet;
+    if !quiet {
+        eprintln!("{}", terminal::run_header(&plan));
+    }
+    let result = engine::run(plan.clone(), &mut |p| {
+        if !quiet {
+            eprintln!("{}", terminal::progress_line(p));
+        }
+    })?;
+    let summary = Summary::build(&plan, &result.metrics, &result.facts, Detail::Full);
+    if let Some(out) = &args.out {
+        write_json(&summary, out)?;
+    }
+    if !quiet {
+        let report = terminal::render(&summary, terminal::color_for_stdout());
+        if json_to_stdout {
+            eprint!("{report}");
+        } else {
+            print!("{report}");
+            let _ = std::io::stdout().flush();
+        }
+    }
+    Ok(outcome(&summary))
+}
+
+/// An interrupted run never passes: it did not do what the scenario asked.
+pub fn outcome(summary: &Summary) -> i32 {
+    if summary.passed && !summary.partial {
+        exit::PASS
+    } else {
+        exit::FAILED
+    }
+}
+
+pub fn write_json(summary: &Summary, out: &Path) -> Result<()> {
+    let text = serde_json::to_string_pretty(summary)
+        .map_err(|e| Error::Runtime(format!("cannot encode the summary: {e}")))?;
+    if out == Path::new("-") {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{text}").map_err(|source| Error::WriteFile {
+            path: out.to_path_buf(),
+            source,
+        })?;
+        return Ok(());
+    }
+    // Write beside and rename, so a crash never leaves half a summary.
+    let tmp = out.with_extension("json.tmp");
+    std::fs::write(&tmp, text + "\n").map_err(|source| Error::WriteFile {
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, out).map_err(|source| Error::WriteFile {
+        path: out.to_path_buf(),
+        source,
+    })
 }

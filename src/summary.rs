@@ -1,1 +1,273 @@
-//! Summary.
+//! The one result type. Every report format, the thresholds and the exit code
+//! read a [`Summary`]; a saved JSON summary carries its histograms losslessly,
+//! so it can be re-rendered, merged and gated later without a run.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{ErrorCounts, LatencySummary, Metrics, encode_histogram};
+use crate::scenario::Plan;
+
+pub const SUMMARY_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub version: u32,
+    pub scenario: String,
+    pub scenario_file: String,
+    pub stage: String,
+    pub base_url: String,
+    pub run_id: String,
+    /// `open` or `closed`.
+    pub model: String,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub duration_s: f64,
+    /// The run was interrupted (Ctrl-C, SIGTERM) or aborted before its end.
+    pub partial: bool,
+    /// Why the run stopped early, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    pub totals: Totals,
+    pub steps: Vec<StepSummary>,
+    pub checks: ChecksSummary,
+    pub thresholds: Vec<ThresholdResult>,
+    /// One point per second of the run.
+    #[serde(default)]
+    pub timeline: Vec<TimelinePoint>,
+    /// Every check and threshold passed.
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Totals {
+    pub requests: u64,
+    pub failed: u64,
+    /// Requests per second over the run's duration.
+    pub rps: f64,
+    /// Iterations per second the profile asked for at its peak (open model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_rate: Option<f64>,
+    pub iterations: u64,
+    pub dropped_iterations: u64,
+    pub interrupted_iterations: u64,
+    pub errors: ErrorCounts,
+    pub latency_ms: LatencySummary,
+    /// How late iterations started against their schedule (open model).
+    pub schedule_lag_ms: LatencySummary,
+    pub histogram: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepSummary {
+    pub name: String,
+    pub method: String,
+    pub path: String,
+    pub requests: u64,
+    pub failed: u64,
+    pub rps: f64,
+    /// Status code → count.
+    pub status: BTreeMap<String, u64>,
+    pub errors: ErrorCounts,
+    /// Measured from when the request was due (coordinated-omission free).
+    pub latency_ms: LatencySummary,
+    /// Measured from the actual send.
+    pub service_time_ms: LatencySummary,
+    /// `latency_ms`'s HDR histogram in microseconds, V2 + deflate, base64.
+    pub histogram: String,
+    pub service_histogram: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChecksSummary {
+    pub passed: u64,
+    pub failed: u64,
+    pub details: Vec<CheckSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckSummary {
+    pub step: String,
+    pub name: String,
+    pub passed: u64,
+    pub failed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example_failure: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    pub expr: String,
+    pub ok: bool,
+    /// The measured value, in the rule's own unit (ms, %, count, /s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual: Option<f64>,
+    /// Added by stagecheck rather than written in the scenario.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub implicit: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    /// Seconds since the start.
+    pub t: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub steps: Vec<StepPoint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepPoint {
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl TimelinePoint {
+    pub fn from_delta(t: u64, delta: &Metrics) -> TimelinePoint {
+        let all = LatencySummary::from_histogram_us(&delta.overall_latency());
+        TimelinePoint {
+            t,
+            requests: delta.requests(),
+            errors: delta.failed(),
+            p50_ms: all.p50,
+            p99_ms: all.p99,
+            steps: delta
+                .steps
+                .iter()
+                .map(|s| {
+                    let lat = LatencySummary::from_histogram_us(&s.latency_us);
+                    StepPoint {
+                        requests: s.requests,
+                        errors: s.failed,
+                        p50_ms: lat.p50,
+                        p99_ms: lat.p99,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What the engine hands over besides the metrics.
+#[derive(Debug, Clone)]
+pub struct RunFacts {
+    pub started_at: std::time::SystemTime,
+    pub elapsed: std::time::Duration,
+    pub partial: bool,
+    pub stopped_by: Option<String>,
+    pub timeline: Vec<TimelinePoint>,
+}
+
+/// How much to compute: histograms are encoded only for the final summary,
+/// not for the once-a-second threshold checks during a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    Full,
+    Numbers,
+}
+
+impl Summary {
+    pub fn build(plan: &Plan, metrics: &Metrics, facts: &RunFacts, detail: Detail) -> Summary {
+        let secs = facts.elapsed.as_secs_f64().max(1e-9);
+        let encode = |h: &hdrhistogram::Histogram<u64>| match detail {
+            Detail::Full => encode_histogram(h),
+            Detail::Numbers => String::new(),
+        };
+        let steps: Vec<StepSummary> = plan
+            .steps
+            .iter()
+            .zip(&metrics.steps)
+            .map(|(step, m)| StepSummary {
+                name: step.name.clone(),
+                method: step.method.to_string(),
+                path: step.path_text.clone(),
+                requests: m.requests,
+                failed: m.failed,
+                rps: m.requests as f64 / secs,
+                status: m
+                    .statuses()
+                    .map(|(code, n)| (code.to_string(), n))
+                    .collect(),
+                errors: m.errors,
+                latency_ms: LatencySummary::from_histogram_us(&m.latency_us),
+                service_time_ms: LatencySummary::from_histogram_us(&m.service_us),
+                histogram: encode(&m.latency_us),
+                service_histogram: encode(&m.service_us),
+            })
+            .collect();
+        let overall = metrics.overall_latency();
+        let mut errors = ErrorCounts::default();
+        for s in &metrics.steps {
+            errors.connect += s.errors.connect;
+            errors.timeout += s.errors.timeout;
+            errors.io += s.errors.io;
+        }
+        let details: Vec<CheckSummary> = plan
+            .checks()
+            .zip(&metrics.checks)
+            .map(|((step, check), counts)| CheckSummary {
+                step: step.name.clone(),
+                name: check.name.clone(),
+                passed: counts.passed,
+                failed: counts.failed,
+                example_failure: counts.first_failure.clone(),
+            })
+            .collect();
+        let mut summary = Summary {
+            version: SUMMARY_VERSION,
+            scenario: plan.name.clone(),
+            scenario_file: plan.source.display().to_string(),
+            stage: plan.stage.name.clone(),
+            base_url: plan.target.base_url.clone(),
+            run_id: plan.run_id.clone(),
+            model: plan.load.model_name().to_string(),
+            started_at: rfc3339(facts.started_at),
+            duration_s: facts.elapsed.as_secs_f64(),
+            partial: facts.partial,
+            stopped_by: facts.stopped_by.clone(),
+            shard: plan.shard.label(),
+            totals: Totals {
+                requests: metrics.requests(),
+                failed: metrics.failed(),
+                rps: metrics.requests() as f64 / secs,
+                target_rate: plan.load.peak_rate(),
+                iterations: metrics.iterations_completed,
+                dropped_iterations: metrics.dropped_iterations,
+                interrupted_iterations: metrics.interrupted_iterations,
+                errors,
+                latency_ms: LatencySummary::from_histogram_us(&overall),
+                schedule_lag_ms: LatencySummary::from_histogram_us(&metrics.schedule_lag_us),
+                histogram: encode(&overall),
+            },
+            steps,
+            checks: ChecksSummary {
+                passed: details.iter().map(|c| c.passed).sum(),
+                failed: details.iter().map(|c| c.failed).sum(),
+                details,
+            },
+            thresholds: Vec::new(),
+            timeline: facts.timeline.clone(),
+            passed: true,
+        };
+        summary.thresholds = crate::thresholds::evaluate(&plan.thresholds, &summary);
+        summary.passed = summary.thresholds.iter().all(|t| t.ok);
+        summary
+    }
+
+    pub fn failed_thresholds(&self) -> impl Iterator<Item = &ThresholdResult> {
+        self.thresholds.iter().filter(|t| !t.ok)
+    }
+}
+
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let t: time::OffsetDateTime = t.into();
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "unknown".to_string())
+}

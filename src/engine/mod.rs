@@ -1,1 +1,285 @@
-//! Traffic engine.
+//! The traffic engine: worker threads (one current-thread runtime each) run
+//! the VUs; the coordinator on the calling thread owns the clock, stops the
+//! run (end, Ctrl-C, SIGTERM, a failed threshold), and folds the workers'
+//! once-a-second deltas into totals and the timeline.
+
+pub mod client;
+pub mod iteration;
+pub mod schedule;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::scenario::Plan;
+use crate::summary::{Detail, RunFacts, Summary, TimelinePoint};
+use client::Connector;
+use worker::{Phase, WorkerMessage, WorkerSetup};
+
+/// How long connecting may take before it counts as a connect error.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Once a second, for progress displays; computed from the merged deltas.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub elapsed: Duration,
+    pub total: Duration,
+    pub second: TimelinePoint,
+    pub requests: u64,
+    pub failed: u64,
+    pub dropped_iterations: u64,
+}
+
+pub struct RunResult {
+    pub metrics: Metrics,
+    pub facts: RunFacts,
+}
+
+/// Checks the target answers a TCP (and TLS) connection before any traffic,
+/// so an unreachable stage is one clear error rather than a run of failures.
+pub async fn preflight(plan: &Plan) -> Result<Connector, Error> {
+    let connector = Connector::new(
+        &plan.target,
+        &plan.tls,
+        CONNECT_TIMEOUT.min(plan_timeout(plan)),
+    )
+    .await
+    .map_err(|e| Error::Unreachable(format!("{} ({e})", plan.target.base_url)))?;
+    let probe = tokio::task::LocalSet::new();
+    probe
+        .run_until(async { connector.connect(0).await.map(drop) })
+        .await
+        .map_err(|e| match e {
+            client::ConnectError::Tls { .. } => Error::Unreachable(format!(
+                "{}: {e} (for a self-signed certificate pass --ca-cert FILE, or --insecure)",
+                plan.target.base_url
+            )),
+            _ => Error::Unreachable(format!("{}: {e}", plan.target.base_url)),
+        })?;
+    Ok(connector)
+}
+
+fn plan_timeout(plan: &Plan) -> Duration {
+    plan.steps
+        .iter()
+        .map(|s| s.timeout)
+        .max()
+        .unwrap_or(CONNECT_TIMEOUT)
+}
+
+/// Runs the plan to its end or until stopped; `progress` is called once a second.
+pub fn run(plan: Arc<Plan>, progress: &mut dyn FnMut(&Progress)) -> Result<RunResult, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(coordinate(plan, progress))
+}
+
+async fn coordinate(
+    plan: Arc<Plan>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<RunResult, Error> {
+    let connector = Arc::new(preflight(&plan).await?);
+    let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+    let (report_tx, mut report_rx) = mpsc::unbounded_channel();
+    let started_at = SystemTime::now();
+    let start = Instant::now();
+    let claimed = Arc::new(AtomicU64::new(0));
+    let threads = plan.threads;
+    let mut handles = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let setup = WorkerSetup {
+            index,
+            threads,
+            plan: plan.clone(),
+            connector: connector.clone(),
+            start,
+            phase: phase_rx.clone(),
+            report: report_tx.clone(),
+            claimed: claimed.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("stagecheck-worker-{index}"))
+            .spawn(move || worker::run(setup))
+            .map_err(|e| Error::Runtime(format!("cannot start a worker thread: {e}")))?;
+        handles.push(handle);
+    }
+    drop(report_tx);
+
+    let mut totals = Metrics::new(plan.steps.len(), plan.check_count());
+    let mut seconds: BTreeMap<u64, (usize, Metrics)> = BTreeMap::new();
+    let mut timeline = Vec::new();
+    let mut done = 0;
+    let mut stopped_by: Option<String> = None;
+    let mut partial = false;
+    let end = start + plan.load.duration;
+    let mut stop_deadline: Option<Instant> = None;
+    let mut signals = Signals::new();
+
+    while done < threads {
+        let grace_over = async {
+            match stop_deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let run_over = async {
+            if stop_deadline.is_none() {
+                tokio::time::sleep_until(end.into()).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            message = report_rx.recv() => match message {
+                Some(WorkerMessage::Tick { tick, delta }) => {
+                    totals.merge(&delta);
+                    let entry = seconds.entry(tick).or_insert_with(|| (0, Metrics::new(plan.steps.len(), plan.check_count())));
+                    entry.0 += 1;
+                    entry.1.merge(&delta);
+                    if entry.0 == threads {
+                        if let Some((_, second)) = seconds.remove(&tick) {
+                            let point = TimelinePoint::from_delta(tick, &second);
+                            progress(&Progress {
+                                elapsed: start.elapsed(),
+                                total: plan.load.duration,
+                                second: point.clone(),
+                                requests: totals.requests(),
+                                failed: totals.failed(),
+                                dropped_iterations: totals.dropped_iterations,
+                            });
+                            timeline.push(point);
+                        }
+                        if stop_deadline.is_none() && plan.abort_on_fail && start.elapsed() >= plan.abort_delay {
+                            if let Some(rule) = failing_threshold(&plan, &totals, started_at, start) {
+                                stopped_by = Some(format!("threshold `{rule}` failed during the run"));
+                                partial = true;
+                                stop_deadline = Some(Instant::now() + plan.load.grace);
+                                let _ = phase_tx.send(Phase::Stopping);
+                            }
+                        }
+                    }
+                }
+                Some(WorkerMessage::Done { delta }) => {
+                    totals.merge(&delta);
+                    done += 1;
+                }
+                None => break,
+            },
+            _ = run_over => {
+                stop_deadline = Some(Instant::now() + plan.load.grace);
+                let _ = phase_tx.send(Phase::Stopping);
+            }
+            _ = grace_over => {
+                let _ = phase_tx.send(Phase::Abort);
+                stop_deadline = Some(Instant::now() + Duration::from_secs(3600));
+            }
+            name = signals.next() => {
+                partial = true;
+                if signals.count == 1 {
+                    stopped_by = Some(format!("interrupted by {name}"));
+                    let graceful = Instant::now() + plan.load.grace;
+                    stop_deadline = Some(stop_deadline.map_or(graceful, |at| at.min(graceful)));
+                    let _ = phase_tx.send_if_modified(|p| {
+                        let running = *p == Phase::Running;
+                        if running {
+                            *p = Phase::Stopping;
+                        }
+                        running
+                    });
+                } else {
+                    // A second interrupt: the user does not want to wait for the grace period.
+                    let _ = phase_tx.send(Phase::Abort);
+                }
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    for handle in handles {
+        let _ = handle.join();
+    }
+    // Seconds some worker never completed (the last, partial one) still count.
+    for (tick, (_, second)) in seconds {
+        timeline.push(TimelinePoint::from_delta(tick, &second));
+    }
+    timeline.sort_by_key(|p| p.t);
+    Ok(RunResult {
+        metrics: totals,
+        facts: RunFacts {
+            started_at,
+            elapsed,
+            partial,
+            stopped_by,
+            timeline,
+        },
+    })
+}
+
+fn failing_threshold(
+    plan: &Plan,
+    totals: &Metrics,
+    started_at: SystemTime,
+    start: Instant,
+) -> Option<String> {
+    let facts = RunFacts {
+        started_at,
+        elapsed: start.elapsed(),
+        partial: false,
+        stopped_by: None,
+        timeline: Vec::new(),
+    };
+    let summary = Summary::build(plan, totals, &facts, Detail::Numbers);
+    summary.failed_thresholds().next().map(|t| t.expr.clone())
+}
+
+/// Ctrl-C and SIGTERM, counted: the first stops gracefully, the second at once.
+/// The streams live for the whole run so no signal falls between two listeners.
+struct Signals {
+    count: u32,
+    #[cfg(unix)]
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(int), Ok(term)) => Some((int, term)),
+                _ => None,
+            };
+            Signals { count: 0, streams }
+        }
+        #[cfg(not(unix))]
+        Signals { count: 0 }
+    }
+
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        let name = match &mut self.streams {
+            Some((int, term)) => tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            None => std::future::pending().await,
+        };
+        #[cfg(not(unix))]
+        let name = {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        };
+        self.count += 1;
+        name
+    }
+}

@@ -1,11 +1,303 @@
-//! The terminal report.
+//! The terminal report: a per-step table, a latency histogram drawn with
+//! bars, checks and thresholds, and the verdict. Progress lines too.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+use crate::engine::Progress;
+use crate::metrics::{LatencySummary, decode_histogram};
+use crate::scenario::Plan;
+use crate::summary::Summary;
 
 /// `error` in red unless `NO_COLOR` is set or stderr is not a terminal.
 pub fn error_label() -> &'static str {
-    use std::io::IsTerminal;
     if std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal() {
         "\x1b[1;31merror\x1b[0m"
     } else {
         "error"
     }
+}
+
+pub fn color_for_stdout() -> bool {
+    std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+}
+
+fn paint(color: bool, code: &str, text: &str) -> String {
+    if color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+pub fn run_header(plan: &Plan) -> String {
+    let load = match &plan.load.model {
+        crate::scenario::Model::Open { rate, max_vus, .. } => {
+            format!(
+                "open model, up to {} it/s, max {max_vus} VUs",
+                fmt_num(rate.peak())
+            )
+        }
+        crate::scenario::Model::Closed { vus, .. } => {
+            format!("closed model, {} VUs", vus.peak().ceil())
+        }
+    };
+    let shard = plan
+        .shard
+        .label()
+        .map(|s| format!(", shard {s}"))
+        .unwrap_or_default();
+    format!(
+        "stagecheck: {} → stage {} at {} ({load}, {}{shard}, run {})",
+        plan.name,
+        plan.stage.name,
+        plan.target.base_url,
+        match plan.load.iterations {
+            Some(n) if plan.load.duration.as_secs() >= 3600 =>
+                format!("{n} iteration{}", if n == 1 { "" } else { "s" }),
+            _ => humantime::format_duration(plan.load.duration).to_string(),
+        },
+        plan.run_id
+    )
+}
+
+pub fn progress_line(p: &Progress) -> String {
+    format!(
+        "  {:>4}s  {:>7} req/s  p50 {:>8}  p99 {:>8}  requests {}  failed {}  dropped {}",
+        p.second.t + 1,
+        p.second.requests,
+        fmt_ms(p.second.p50_ms),
+        fmt_ms(p.second.p99_ms),
+        p.requests,
+        p.failed,
+        p.dropped_iterations
+    )
+}
+
+pub fn fmt_ms(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.2}s", ms / 1000.0)
+    } else if ms >= 10.0 {
+        format!("{ms:.1}ms")
+    } else {
+        format!("{ms:.2}ms")
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+pub fn render(summary: &Summary, color: bool) -> String {
+    let mut out = String::new();
+    let t = &summary.totals;
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{} requests in {:.1}s ({:.1}/s), {} failed, {} iterations, {} dropped{}",
+        t.requests,
+        summary.duration_s,
+        t.rps,
+        t.failed,
+        t.iterations,
+        t.dropped_iterations,
+        if t.interrupted_iterations > 0 {
+            format!(", {} interrupted", t.interrupted_iterations)
+        } else {
+            String::new()
+        }
+    );
+    if t.errors.total() > 0 {
+        let _ = writeln!(
+            out,
+            "transport errors: {} connect, {} timeout, {} io",
+            t.errors.connect, t.errors.timeout, t.errors.io
+        );
+    }
+
+    let mut table = Builder::default();
+    table.push_record([
+        "step", "method", "requests", "rps", "failed", "p50", "p90", "p95", "p99", "p99.9", "max",
+        "status",
+    ]);
+    let row = |name: &str,
+               method: &str,
+               requests: u64,
+               rps: f64,
+               failed: u64,
+               l: &LatencySummary,
+               status: String| {
+        vec![
+            name.to_string(),
+            method.to_string(),
+            requests.to_string(),
+            format!("{rps:.1}"),
+            failed.to_string(),
+            fmt_ms(l.p50),
+            fmt_ms(l.p90),
+            fmt_ms(l.p95),
+            fmt_ms(l.p99),
+            fmt_ms(l.p999),
+            fmt_ms(l.max),
+            status,
+        ]
+    };
+    for s in &summary.steps {
+        let status: Vec<String> = s
+            .status
+            .iter()
+            .map(|(code, n)| format!("{code}×{n}"))
+            .collect();
+        let mut status = status.join(" ");
+        if s.errors.total() > 0 {
+            status.push_str(&format!(" errors×{}", s.errors.total()));
+        }
+        table.push_record(row(
+            &s.name,
+            &s.method,
+            s.requests,
+            s.rps,
+            s.failed,
+            &s.latency_ms,
+            status,
+        ));
+    }
+    if summary.steps.len() > 1 {
+        table.push_record(row(
+            "all",
+            "",
+            t.requests,
+            t.rps,
+            t.failed,
+            &t.latency_ms,
+            String::new(),
+        ));
+    }
+    let mut table = table.build();
+    table.with(Style::rounded());
+    let _ = writeln!(out, "{table}");
+
+    if let Ok(hist) = decode_histogram(&t.histogram) {
+        let bars = histogram_bars(&hist, 10, 40);
+        if !bars.is_empty() {
+            let _ = writeln!(out, "latency, all steps (from when each request was due):");
+            out.push_str(&bars);
+        }
+    }
+    if t.schedule_lag_ms.p99 >= 1.0 {
+        let _ = writeln!(
+            out,
+            "schedule lag p99 {} (the generator started iterations late)",
+            fmt_ms(t.schedule_lag_ms.p99)
+        );
+    }
+
+    if !summary.checks.details.is_empty() {
+        let _ = writeln!(
+            out,
+            "checks: {} passed, {} failed",
+            summary.checks.passed, summary.checks.failed
+        );
+        for c in &summary.checks.details {
+            let mark = if c.failed == 0 {
+                paint(color, "32", "✓")
+            } else {
+                paint(color, "31", "✗")
+            };
+            let total = c.passed + c.failed;
+            let _ = write!(
+                out,
+                "  {mark} {}: {}  {}/{}",
+                c.step, c.name, c.passed, total
+            );
+            if let Some(example) = &c.example_failure {
+                let _ = write!(out, "  (e.g. {example})");
+            }
+            let _ = writeln!(out);
+        }
+    }
+    if !summary.thresholds.is_empty() {
+        let _ = writeln!(out, "thresholds:");
+        for th in &summary.thresholds {
+            let mark = if th.ok {
+                paint(color, "32", "✓")
+            } else {
+                paint(color, "31", "✗")
+            };
+            let actual = th
+                .actual
+                .map(|a| format!(" (actual {})", fmt_num_precise(a)))
+                .unwrap_or_default();
+            let implicit = if th.implicit { " [default]" } else { "" };
+            let _ = writeln!(out, "  {mark} {}{actual}{implicit}", th.expr);
+        }
+    }
+    let verdict = if summary.partial {
+        paint(color, "1;33", "PARTIAL")
+    } else if summary.passed {
+        paint(color, "1;32", "PASS")
+    } else {
+        paint(color, "1;31", "FAIL")
+    };
+    let why = summary
+        .stopped_by
+        .as_deref()
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
+    let _ = writeln!(out, "{verdict}{why}");
+    out
+}
+
+fn fmt_num_precise(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// Log-spaced bins from the fastest to the slowest request, one bar each.
+pub fn histogram_bars(hist: &hdrhistogram::Histogram<u64>, bins: usize, width: usize) -> String {
+    if hist.is_empty() || bins == 0 {
+        return String::new();
+    }
+    let (lo, hi) = (hist.min().max(1) as f64, hist.max().max(1) as f64);
+    let ratio = (hi / lo).max(1.0000001).powf(1.0 / bins as f64);
+    let mut edges = Vec::with_capacity(bins + 1);
+    let mut edge = lo;
+    for _ in 0..=bins {
+        edges.push(edge);
+        edge *= ratio;
+    }
+    let mut counts = Vec::with_capacity(bins);
+    let mut below = 0u64;
+    for i in 0..bins {
+        let upper = if i + 1 == bins {
+            hist.max()
+        } else {
+            edges[i + 1] as u64
+        };
+        let upto = hist.count_between(0, upper);
+        counts.push((upper, upto.saturating_sub(below)));
+        below = upto;
+    }
+    let peak = counts.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+    let mut out = String::new();
+    for (upper, n) in counts {
+        let len = ((n as f64 / peak as f64) * width as f64).round() as usize;
+        let _ = writeln!(
+            out,
+            "  ≤ {:>9} │{:<width$} {n}",
+            fmt_ms(upper as f64 / 1000.0),
+            "█".repeat(len.max(usize::from(n > 0)))
+        );
+    }
+    out
 }

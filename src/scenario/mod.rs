@@ -1,1 +1,12 @@
-//! Scenario files.
+//! Scenario files: the TOML model, validation into a [`Plan`], templates.
+
+pub mod file;
+pub mod jsonpath;
+pub mod location;
+pub mod plan;
+pub mod template;
+
+pub use plan::{
+    Capture, CaptureSource, Check, CheckKind, Expected, Load, Model, Overrides, Plan, Predicate,
+    Profile, Scheme, Shard, Stage, Step, Target, TlsOptions, load, parse,
+};

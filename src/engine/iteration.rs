@@ -1,0 +1,346 @@
+//! One iteration: the plan's steps in order, each request rendered from its
+//! compiled templates, answered, checked, and its captures kept for the next.
+
+use std::cell::RefCell;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST, USER_AGENT};
+use http::{HeaderMap, HeaderValue, Request};
+use http_body_util::Full;
+
+use super::client::{Answer, Body, Connection, Connector};
+use crate::metrics::Metrics;
+use crate::scenario::template::Vars;
+use crate::scenario::{CaptureSource, CheckKind, Expected, Plan, Predicate, Step};
+
+/// An iteration due to start.
+#[derive(Debug, Clone, Copy)]
+pub struct Due {
+    pub seq: u64,
+    /// When it should start: latency counts from here, not from when a VU
+    /// got to it, so a stalled server shows up in the numbers.
+    pub at: Instant,
+}
+
+/// A virtual user: a connection and the state its iterations need.
+pub struct Vu {
+    /// 1-based, unique across threads and shards.
+    pub id: u64,
+    pub iterations: u64,
+    pub connection: Connection,
+    captures: Vec<Option<String>>,
+    uuid: [u8; 36],
+}
+
+impl Vu {
+    pub fn new(id: u64, plan: &Plan) -> Vu {
+        Vu {
+            id,
+            iterations: 0,
+            connection: Connection::new(id),
+            captures: vec![None; plan.capture_slots],
+            uuid: [b'0'; 36],
+        }
+    }
+}
+
+/// Per-step offsets into the plan's flat check list.
+pub fn check_offsets(plan: &Plan) -> Vec<usize> {
+    let mut offsets = Vec::with_capacity(plan.steps.len());
+    let mut next = 0;
+    for step in &plan.steps {
+        offsets.push(next);
+        next += step.checks.len();
+    }
+    offsets
+}
+
+pub struct IterationContext<'a> {
+    pub plan: &'a Plan,
+    pub connector: &'a Connector,
+    pub metrics: &'a RefCell<Metrics>,
+    pub check_offsets: &'a [usize],
+    pub user_agent: &'a HeaderValue,
+}
+
+pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
+    let plan = cx.plan;
+    vu.iterations += 1;
+    vu.captures.iter_mut().for_each(|c| *c = None);
+    let uuid_text = if plan.uses_uuid {
+        uuid::Uuid::new_v4().hyphenated().encode_lower(&mut vu.uuid);
+        std::str::from_utf8(&vu.uuid)
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        String::new()
+    };
+    let mut step_due = due.at;
+    for (index, step) in plan.steps.iter().enumerate() {
+        let (vu_id, vu_iteration) = (vu.id, vu.iterations);
+        let request_vars = Vars {
+            uuid: &uuid_text,
+            seq: due.seq,
+            run_id: &plan.run_id,
+            vu: vu_id,
+            iteration: vu_iteration,
+            captures: &vu.captures,
+        };
+        let request = match build_request(plan, step, &request_vars, cx.user_agent) {
+            Some(r) => r,
+            None => {
+                // A rendered value is not valid in a request (e.g. a newline in a header).
+                let now = Instant::now();
+                let us = micros(now - step_due);
+                cx.metrics.borrow_mut().steps[index].record_error(
+                    crate::metrics::TransportError::Io,
+                    us,
+                    0,
+                );
+                return;
+            }
+        };
+        let sent = Instant::now();
+        let result = vu
+            .connection
+            .send(cx.connector, request, step.timeout)
+            .await;
+        let done = Instant::now();
+        let latency_us = micros(done - step_due);
+        let service_us = micros(done - sent);
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(error) => {
+                cx.metrics.borrow_mut().steps[index].record_error(error, latency_us, service_us);
+                return;
+            }
+        };
+        let status = answer.status.as_u16();
+        let failed = match &step.expected_status {
+            Some(codes) => !codes.contains(&status),
+            None => status >= 400,
+        };
+        let json = if step.needs_json {
+            serde_json::from_slice::<serde_json::Value>(&answer.body).ok()
+        } else {
+            None
+        };
+        // Captures first: a check may compare against a value just captured.
+        let mut captured_all = true;
+        for capture in &step.captures {
+            let value = match &capture.source {
+                CaptureSource::Json(path) => {
+                    json.as_ref().and_then(|j| path.lookup(j)).map(json_text)
+                }
+                CaptureSource::Header(name) => answer
+                    .headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+            };
+            captured_all &= value.is_some();
+            if let Some(slot) = vu.captures.get_mut(capture.slot) {
+                *slot = value;
+            }
+        }
+        let vars = Vars {
+            uuid: &uuid_text,
+            seq: due.seq,
+            run_id: &plan.run_id,
+            vu: vu_id,
+            iteration: vu_iteration,
+            captures: &vu.captures,
+        };
+        {
+            let mut metrics = cx.metrics.borrow_mut();
+            metrics.steps[index].record_response(status, latency_us, service_us, failed);
+            let offset = cx.check_offsets[index];
+            for (i, check) in step.checks.iter().enumerate() {
+                let outcome =
+                    evaluate(&check.kind, &answer, json.as_ref(), latency_us, &vars, step);
+                metrics.record_check(offset + i, outcome.is_ok(), || {
+                    outcome.err().unwrap_or_default()
+                });
+            }
+        }
+        if !captured_all {
+            // Later steps would send requests built from missing values.
+            return;
+        }
+        step_due = done;
+    }
+    cx.metrics.borrow_mut().iterations_completed += 1;
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn json_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub fn build_request(
+    plan: &Plan,
+    step: &Step,
+    vars: &Vars<'_>,
+    user_agent: &HeaderValue,
+) -> Option<Request<Body>> {
+    let mut uri = String::with_capacity(64);
+    step.path.render_into(vars, &mut uri);
+    for (i, (key, value)) in step.query.iter().enumerate() {
+        uri.push(if i == 0 && !uri.contains('?') {
+            '?'
+        } else {
+            '&'
+        });
+        uri.push_str(key);
+        uri.push('=');
+        value.render_into(vars, &mut uri);
+    }
+    let mut headers = HeaderMap::with_capacity(plan.headers.len() + step.headers.len() + 3);
+    headers.insert(HOST, HeaderValue::from_str(&plan.target.authority).ok()?);
+    headers.insert(USER_AGENT, user_agent.clone());
+    let mut value = String::new();
+    for (name, template) in plan.headers.iter().chain(&step.headers) {
+        value.clear();
+        template.render_into(vars, &mut value);
+        headers.insert(name.clone(), HeaderValue::from_str(&value).ok()?);
+    }
+    let body = match &step.body {
+        Some(template) => {
+            if !headers.contains_key(CONTENT_TYPE) {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            let mut text = String::with_capacity(128);
+            template.render_into(vars, &mut text);
+            Bytes::from(text)
+        }
+        None => Bytes::new(),
+    };
+    let mut request = Request::builder()
+        .method(step.method.clone())
+        .uri(uri)
+        .body(Full::new(body))
+        .ok()?;
+    *request.headers_mut() = headers;
+    Some(request)
+}
+
+/// `Ok` when the check passes; otherwise why not, for the report's example.
+fn evaluate(
+    kind: &CheckKind,
+    answer: &Answer,
+    json: Option<&serde_json::Value>,
+    latency_us: u64,
+    vars: &Vars<'_>,
+    step: &Step,
+) -> Result<(), String> {
+    match kind {
+        CheckKind::Status(codes) => {
+            let status = answer.status.as_u16();
+            if codes.contains(&status) {
+                Ok(())
+            } else {
+                Err(format!("status {status}"))
+            }
+        }
+        CheckKind::Header { name, predicate } => {
+            let found = answer
+                .headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            let found = found.map(serde_json::Value::String);
+            predicate_holds(predicate, found.as_ref(), vars)
+                .map_err(|why| format!("header {name}: {why}"))
+        }
+        CheckKind::Json { path, predicate } => {
+            if json.is_none() && !matches!(predicate, Predicate::Exists(false)) {
+                return Err(format!(
+                    "the body is not JSON (status {})",
+                    answer.status.as_u16()
+                ));
+            }
+            let found = json.and_then(|j| path.lookup(j));
+            predicate_holds(predicate, found, vars)
+                .map_err(|why| format!("json {}: {why}", path.text))
+        }
+        CheckKind::BodyContains(text) => {
+            let hay = String::from_utf8_lossy(&answer.body);
+            if hay.contains(text.as_str()) {
+                Ok(())
+            } else {
+                Err(format!("body does not contain {text:?}"))
+            }
+        }
+        CheckKind::LatencyUnder(limit) => {
+            let took = std::time::Duration::from_micros(latency_us);
+            if took < *limit {
+                Ok(())
+            } else {
+                Err(format!("{} took {took:?}", step.name))
+            }
+        }
+        CheckKind::Captured(slot) => match vars.captures.get(*slot) {
+            Some(Some(_)) => Ok(()),
+            _ => Err("not found in the answer".into()),
+        },
+    }
+}
+
+fn predicate_holds(
+    predicate: &Predicate,
+    found: Option<&serde_json::Value>,
+    vars: &Vars<'_>,
+) -> Result<(), String> {
+    match (predicate, found) {
+        (Predicate::Exists(true), Some(_)) | (Predicate::Exists(false), None) => Ok(()),
+        (Predicate::Exists(true), None) => Err("missing".into()),
+        (Predicate::Exists(false), Some(v)) => Err(format!("present ({})", short(v))),
+        (_, None) => Err("missing".into()),
+        (Predicate::Equals(Expected::Text(t)), Some(v)) => {
+            let want = t.render(vars);
+            if json_text(v) == want {
+                Ok(())
+            } else {
+                Err(format!("{} != {want:?}", short(v)))
+            }
+        }
+        (Predicate::Equals(Expected::Value(want)), Some(v)) => {
+            let same = match (v.as_f64(), want.as_f64()) {
+                (Some(a), Some(b)) => a == b,
+                _ => v == want,
+            };
+            if same {
+                Ok(())
+            } else {
+                Err(format!("{} != {want}", short(v)))
+            }
+        }
+        (Predicate::Contains(t), Some(v)) => {
+            let want = t.render(vars);
+            if json_text(v).contains(&want) {
+                Ok(())
+            } else {
+                Err(format!("{} does not contain {want:?}", short(v)))
+            }
+        }
+    }
+}
+
+fn short(v: &serde_json::Value) -> String {
+    let mut text = v.to_string();
+    if text.len() > 80 {
+        let mut cut = 77;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}

@@ -1,0 +1,364 @@
+//! One worker thread: a current-thread tokio runtime that owns its share of
+//! the VUs and its own metrics, so the hot path takes no lock. Once a second
+//! it hands its delta to the coordinator.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::client::Connector;
+use super::iteration::{self, Due, IterationContext, Vu};
+use super::schedule::ArrivalSchedule;
+use crate::metrics::Metrics;
+use crate::scenario::{Model, Plan};
+
+/// What the coordinator tells workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Running,
+    /// Start nothing new; let in-flight iterations finish.
+    Stopping,
+    /// The grace period is over: drop what is in flight.
+    Abort,
+}
+
+pub enum WorkerMessage {
+    /// What one worker recorded during second `tick` of the run.
+    Tick { tick: u64, delta: Box<Metrics> },
+    /// The worker has stopped; its last partial second.
+    Done { delta: Box<Metrics> },
+}
+
+pub struct WorkerSetup {
+    pub index: usize,
+    pub threads: usize,
+    pub plan: Arc<Plan>,
+    pub connector: Arc<Connector>,
+    pub start: Instant,
+    pub phase: watch::Receiver<Phase>,
+    pub report: mpsc::UnboundedSender<WorkerMessage>,
+    /// Shared count of iterations claimed, when the run has an iteration cap.
+    pub claimed: Arc<AtomicU64>,
+}
+
+impl WorkerSetup {
+    /// This worker's place in the run-wide numbering of iterations and VUs:
+    /// shards interleave first, then threads within a shard.
+    fn offset_and_stride(&self) -> (u64, u64) {
+        let shard = self.plan.shard;
+        let offset = u64::from(shard.index) + u64::from(shard.count) * self.index as u64;
+        (offset, u64::from(shard.count) * self.threads as u64)
+    }
+}
+
+struct Worker {
+    setup: WorkerSetup,
+    metrics: RefCell<Metrics>,
+    check_offsets: Vec<usize>,
+    user_agent: HeaderValue,
+    busy: Cell<u64>,
+    idle_changed: Notify,
+}
+
+pub fn run(setup: WorkerSetup) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("worker {}: cannot start a runtime: {e}", setup.index);
+            return;
+        }
+    };
+    let plan = setup.plan.clone();
+    let worker = Rc::new(Worker {
+        metrics: RefCell::new(Metrics::new(plan.steps.len(), plan.check_count())),
+        check_offsets: iteration::check_offsets(&plan),
+        user_agent: HeaderValue::from_static(concat!("stagecheck/", env!("CARGO_PKG_VERSION"))),
+        busy: Cell::new(0),
+        idle_changed: Notify::new(),
+        setup,
+    });
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, worker.clone().main());
+    // Whatever is still in flight now was cut off by the grace period.
+    let mut metrics = worker.metrics.borrow_mut();
+    metrics.interrupted_iterations += worker.busy.get();
+    let delta = metrics.take_delta();
+    let _ = worker.setup.report.send(WorkerMessage::Done {
+        delta: Box::new(delta),
+    });
+}
+
+impl Worker {
+    async fn main(self: Rc<Self>) {
+        let ticker = tokio::task::spawn_local(self.clone().tick_loop());
+        let load = match &self.setup.plan.load.model {
+            Model::Open {
+                rate,
+                max_vus,
+                backlog,
+            } => {
+                let threads = self.setup.threads as u32;
+                let pool = Rc::new(Pool::new(
+                    max_vus.div_ceil(threads).max(1),
+                    (backlog / threads).max(1),
+                ));
+                tokio::task::spawn_local(self.clone().open_model(ArrivalSchedule::new(rate), pool))
+            }
+            Model::Closed { .. } => tokio::task::spawn_local(self.clone().closed_model()),
+        };
+        let mut phase = self.setup.phase.clone();
+        tokio::select! {
+            _ = load => {}
+            _ = phase.wait_for(|p| *p == Phase::Abort) => {}
+        }
+        ticker.abort();
+    }
+
+    async fn tick_loop(self: Rc<Self>) {
+        let mut ticks = tokio::time::interval_at(
+            (self.setup.start + Duration::from_secs(1)).into(),
+            Duration::from_secs(1),
+        );
+        for tick in 0.. {
+            ticks.tick().await;
+            let delta = self.metrics.borrow_mut().take_delta();
+            if self
+                .setup
+                .report
+                .send(WorkerMessage::Tick {
+                    tick,
+                    delta: Box::new(delta),
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    fn context(&self) -> IterationContext<'_> {
+        IterationContext {
+            plan: &self.setup.plan,
+            connector: &self.setup.connector,
+            metrics: &self.metrics,
+            check_offsets: &self.check_offsets,
+            user_agent: &self.user_agent,
+        }
+    }
+
+    async fn run_iteration(&self, vu: &mut Vu, due: Due) {
+        self.busy.set(self.busy.get() + 1);
+        self.metrics.borrow_mut().iterations_started += 1;
+        iteration::run(&self.context(), vu, due).await;
+        self.busy.set(self.busy.get() - 1);
+        self.idle_changed.notify_waiters();
+    }
+
+    fn running(&self) -> bool {
+        *self.setup.phase.borrow() == Phase::Running
+    }
+
+    /// Claims one iteration against the run's cap, if it has one.
+    fn claim(&self) -> bool {
+        match self.setup.plan.load.iterations {
+            None => true,
+            Some(cap) => self.setup.claimed.fetch_add(1, Ordering::Relaxed) < cap,
+        }
+    }
+
+    async fn open_model(self: Rc<Self>, schedule: ArrivalSchedule, pool: Rc<Pool>) {
+        let (offset, stride) = self.setup.offset_and_stride();
+        let cap = self.setup.plan.load.iterations;
+        let mut phase = self.setup.phase.clone();
+        let mut k = offset;
+        loop {
+            if cap.is_some_and(|cap| k >= cap) {
+                break;
+            }
+            let Some(at_s) = schedule.time_of(k) else {
+                break;
+            };
+            let at = self.setup.start + Duration::from_secs_f64(at_s);
+            if at > Instant::now() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = phase.wait_for(|p| *p != Phase::Running) => break,
+                }
+            }
+            if !self.running() {
+                break;
+            }
+            self.dispatch(&pool, Due { seq: k, at });
+            k += stride;
+        }
+        // The schedule is done: waiting iterations still start while the run
+        // lasts; once it is stopping, those that never started are dropped.
+        while self.running() && (self.busy.get() > 0 || !pool.queue.borrow().is_empty()) {
+            tokio::select! {
+                _ = self.idle_changed.notified() => {}
+                _ = phase.wait_for(|p| *p != Phase::Running) => {}
+            }
+        }
+        let left = pool.close();
+        self.metrics.borrow_mut().dropped_iterations += left;
+        self.wait_idle().await;
+    }
+
+    async fn wait_idle(&self) {
+        while self.busy.get() > 0 {
+            self.idle_changed.notified().await;
+        }
+    }
+
+    fn dispatch(self: &Rc<Self>, pool: &Rc<Pool>, due: Due) {
+        let lag = Instant::now().saturating_duration_since(due.at);
+        let _ = self
+            .metrics
+            .borrow_mut()
+            .schedule_lag_us
+            .record(lag.as_micros() as u64);
+        if pool.idle.get() > 0 {
+            // Claim the idle VU now: several iterations can fall due before it runs.
+            pool.idle.set(pool.idle.get() - 1);
+            pool.queue.borrow_mut().push_back(due);
+            pool.ready.notify_one();
+        } else if pool.vus.get() < pool.max_vus {
+            let (offset, stride) = self.setup.offset_and_stride();
+            let id = offset + stride * u64::from(pool.vus.get()) + 1;
+            pool.vus.set(pool.vus.get() + 1);
+            pool.queue.borrow_mut().push_back(due);
+            tokio::task::spawn_local(
+                self.clone()
+                    .open_vu(Vu::new(id, &self.setup.plan), pool.clone()),
+            );
+        } else if pool.queue.borrow().len() < pool.backlog as usize {
+            // Every VU is busy: wait, still timed from when it was due.
+            pool.queue.borrow_mut().push_back(due);
+        } else {
+            self.metrics.borrow_mut().dropped_iterations += 1;
+        }
+    }
+
+    async fn open_vu(self: Rc<Self>, mut vu: Vu, pool: Rc<Pool>) {
+        loop {
+            let next = pool.queue.borrow_mut().pop_front();
+            match next {
+                Some(due) => self.run_iteration(&mut vu, due).await,
+                None if pool.closed.get() => break,
+                None => {
+                    // The dispatcher takes this back when it hands us work.
+                    pool.idle.set(pool.idle.get() + 1);
+                    pool.ready.notified().await;
+                }
+            }
+        }
+    }
+
+    async fn closed_model(self: Rc<Self>) {
+        let Model::Closed { vus, .. } = &self.setup.plan.load.model else {
+            return;
+        };
+        let (offset, stride) = self.setup.offset_and_stride();
+        let peak = vus.peak().ceil() as u64;
+        let mut tasks = Vec::new();
+        let mut global = offset;
+        while global < peak {
+            tasks.push(tokio::task::spawn_local(self.clone().closed_vu(global)));
+            global += stride;
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    async fn closed_vu(self: Rc<Self>, global: u64) {
+        let plan = self.setup.plan.clone();
+        let Model::Closed { vus, think_time } = &plan.load.model else {
+            return;
+        };
+        let slots = (vus.peak().ceil() as u64).max(1);
+        let mut vu = Vu::new(global + 1, &plan);
+        let mut phase = self.setup.phase.clone();
+        let mut local_count: u64 = 0;
+        loop {
+            if !self.running() {
+                break;
+            }
+            let elapsed = self.setup.start.elapsed();
+            if elapsed >= plan.load.duration {
+                break;
+            }
+            // A ramp decides how many VUs are active now; the others wait.
+            if (global as f64) >= vus.value_at(elapsed.as_secs_f64()).floor() {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => continue,
+                    _ = phase.wait_for(|p| *p != Phase::Running) => break,
+                }
+            }
+            if !self.claim() {
+                break;
+            }
+            // Unique across threads and shards: VU ids are, and each VU
+            // steps by the run-wide VU count.
+            let seq = global + slots * local_count;
+            local_count += 1;
+            self.run_iteration(
+                &mut vu,
+                Due {
+                    seq,
+                    at: Instant::now(),
+                },
+            )
+            .await;
+            if !think_time.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(*think_time) => {}
+                    _ = phase.wait_for(|p| *p != Phase::Running) => break,
+                }
+            }
+        }
+    }
+}
+
+/// The open model's VUs of one worker and the iterations waiting for them.
+struct Pool {
+    queue: RefCell<VecDeque<Due>>,
+    ready: Notify,
+    idle: Cell<u32>,
+    vus: Cell<u32>,
+    closed: Cell<bool>,
+    max_vus: u32,
+    backlog: u32,
+}
+
+impl Pool {
+    fn new(max_vus: u32, backlog: u32) -> Pool {
+        Pool {
+            queue: RefCell::new(VecDeque::new()),
+            ready: Notify::new(),
+            idle: Cell::new(0),
+            vus: Cell::new(0),
+            closed: Cell::new(false),
+            max_vus,
+            backlog,
+        }
+    }
+
+    /// No more iterations: idle VUs exit; returns how many were still waiting.
+    fn close(&self) -> u64 {
+        self.closed.set(true);
+        let left = self.queue.borrow().len() as u64;
+        self.queue.borrow_mut().clear();
+        self.ready.notify_waiters();
+        left
+    }
+}

@@ -1,0 +1,139 @@
+//! The scenario file as written (TOML), before validation. Fields that later
+//! checks may reject keep their span, so errors point at the right line.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub target: TargetSpec,
+    #[serde(default)]
+    pub stages: Vec<StageSpec>,
+    #[serde(default)]
+    pub load: LoadSpec,
+    /// Headers sent with every request.
+    #[serde(default)]
+    pub headers: BTreeMap<S<String>, S<String>>,
+    pub steps: S<Vec<StepSpec>>,
+    #[serde(default)]
+    pub thresholds: ThresholdsSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    /// `{stage}` is replaced by the stage name; a custom domain has none.
+    pub base_url: S<String>,
+    /// The default stage.
+    pub stage: Option<S<String>>,
+    /// Per-request timeout.
+    pub timeout: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    pub name: S<String>,
+    #[serde(default)]
+    pub table_prefix: String,
+    #[serde(default)]
+    pub protected: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    /// `open` (arrival rate) or `closed` (looping VUs); inferred when absent.
+    pub model: Option<S<String>>,
+    /// Open model: iterations per second.
+    pub rate: Option<S<f64>>,
+    /// Open model: the rate a ramp starts from.
+    pub start_rate: Option<S<f64>>,
+    /// Open model: upper bound on concurrent iterations.
+    pub max_vus: Option<S<u32>>,
+    /// Open model: due iterations that may wait for a free VU before one is dropped.
+    pub backlog: Option<S<u32>>,
+    /// Closed model: looping virtual users.
+    pub vus: Option<S<u32>>,
+    /// Closed model: the VU count a ramp starts from.
+    pub start_vus: Option<S<u32>>,
+    /// Closed model: pause between a VU's iterations.
+    pub think_time: Option<S<String>>,
+    pub duration: Option<S<String>>,
+    /// Stop after this many iterations in total.
+    pub iterations: Option<S<u64>>,
+    /// A list of stages: the rate (open) or VU count (closed) moves linearly to `target` over `duration`.
+    pub ramp: Option<S<Vec<RampSpec>>>,
+    /// How long in-flight iterations may finish after the end or an interrupt.
+    pub grace: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RampSpec {
+    pub target: S<f64>,
+    pub duration: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub name: S<String>,
+    pub method: S<String>,
+    pub path: S<String>,
+    #[serde(default)]
+    pub query: BTreeMap<S<String>, S<String>>,
+    #[serde(default)]
+    pub headers: BTreeMap<S<String>, S<String>>,
+    /// A JSON body, written as a TOML table or array; strings are templates.
+    pub body: Option<S<toml::Value>>,
+    /// Per-request timeout for this step.
+    pub timeout: Option<S<String>>,
+    #[serde(default)]
+    pub checks: Vec<S<CheckSpec>>,
+    #[serde(default)]
+    pub capture: BTreeMap<S<String>, S<CaptureSpec>>,
+}
+
+/// One check: a subject (`status`, `header`, `json`, `body_contains`,
+/// `latency_under`) and, for `header`/`json`, a predicate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    pub name: Option<String>,
+    pub status: Option<S<Vec<u16>>>,
+    pub header: Option<S<String>>,
+    pub json: Option<S<String>>,
+    pub body_contains: Option<S<String>>,
+    pub latency_under: Option<S<String>>,
+    pub equals: Option<S<toml::Value>>,
+    pub contains: Option<S<String>>,
+    pub exists: Option<S<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSpec {
+    pub json: Option<S<String>>,
+    pub header: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdsSpec {
+    /// Expressions like `p99 < 800ms`, `create_user.p95 <= 300ms`, `error_rate < 1%`.
+    #[serde(default)]
+    pub rules: Vec<S<String>>,
+    /// Stop the run as soon as a rule fails (evaluated once a second).
+    #[serde(default)]
+    pub abort_on_fail: bool,
+    /// How long to wait before abort_on_fail starts judging, so early noise does not stop a run.
+    pub abort_delay: Option<S<String>>,
+}

@@ -1,0 +1,101 @@
+//! Turning a byte span in a scenario file into what a person needs to fix it:
+//! line, column and the key path (`steps[1].method`).
+
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let before = src.get(..offset).unwrap_or(src);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+/// The deepest key path whose key or value covers `offset`, found by
+/// searching the whole document (array-of-tables spans do not always cover
+/// their keys, so containers are not trusted to prune the search).
+pub fn key_path_at(src: &str, offset: usize) -> Option<String> {
+    let doc = DeTable::parse(src).ok()?;
+    let mut best: Option<(usize, String)> = None;
+    search_table(doc.get_ref(), offset, "", 0, &mut best);
+    best.map(|(_, path)| path)
+}
+
+fn covers(span: &Range<usize>, offset: usize) -> bool {
+    span.start <= offset && offset < span.end.max(span.start + 1)
+}
+
+fn search_table(
+    table: &DeTable<'_>,
+    offset: usize,
+    prefix: &str,
+    depth: usize,
+    best: &mut Option<(usize, String)>,
+) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", key.get_ref())
+        };
+        if covers(&key.span(), offset) || covers(&value.span(), offset) {
+            consider(best, depth, &path);
+        }
+        search_value(value, offset, &path, depth + 1, best);
+    }
+}
+
+fn search_value(
+    value: &Spanned<DeValue<'_>>,
+    offset: usize,
+    path: &str,
+    depth: usize,
+    best: &mut Option<(usize, String)>,
+) {
+    match value.get_ref() {
+        DeValue::Table(table) => search_table(table, offset, path, depth, best),
+        DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let item_path = format!("{path}[{i}]");
+                if covers(&item.span(), offset) {
+                    consider(best, depth, &item_path);
+                }
+                search_value(item, offset, &item_path, depth + 1, best);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn consider(best: &mut Option<(usize, String)>, depth: usize, path: &str) {
+    if best.as_ref().is_none_or(|(d, _)| depth >= *d) {
+        *best = Some((depth, path.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column() {
+        let src = "a = 1\nbb = 2\n";
+        assert_eq!(line_col(src, 0), (1, 1));
+        assert_eq!(line_col(src, 6), (2, 1));
+        assert_eq!(line_col(src, 11), (2, 6));
+    }
+
+    #[test]
+    fn finds_paths_in_arrays_of_tables() {
+        let src = "[target]\nbase_url = \"x\"\n\n[[steps]]\nname = \"a\"\n\n[[steps]]\nname = \"b\"\nmethod = \"FETCH\"\n";
+        let at = src.find("FETCH").unwrap();
+        assert_eq!(key_path_at(src, at).as_deref(), Some("steps[1].method"));
+        let at = src.find("base_url").unwrap();
+        assert_eq!(key_path_at(src, at).as_deref(), Some("target.base_url"));
+    }
+}

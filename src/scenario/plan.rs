@@ -1,0 +1,1243 @@
+//! The validated plan the engine runs: stage resolved, URL split, templates
+//! compiled, thresholds parsed. Everything a user can get wrong is rejected
+//! here, with the file, line, column and key path.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+use toml::Spanned;
+
+use super::file::{CaptureSpec, CheckSpec, LoadSpec, ScenarioFile, StepSpec};
+use super::jsonpath::JsonPath;
+use super::location::{key_path_at, line_col};
+use super::template::{Escape, Names, Template};
+use crate::error::{Error, ScenarioError};
+use crate::thresholds::{Metric, Op, Threshold};
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub source: PathBuf,
+    pub name: String,
+    /// Unique per run; in every correlation id and in `{{run_id}}`.
+    pub run_id: String,
+    pub stage: Stage,
+    pub stages: Vec<Stage>,
+    pub target: Target,
+    pub load: Load,
+    pub headers: Vec<(HeaderName, Template)>,
+    pub steps: Vec<Step>,
+    /// Captures an iteration can hold, across all steps.
+    pub capture_slots: usize,
+    pub thresholds: Vec<Threshold>,
+    pub abort_on_fail: bool,
+    pub abort_delay: Duration,
+    pub shard: Shard,
+    pub threads: usize,
+    pub tls: TlsOptions,
+    pub uses_uuid: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub name: String,
+    pub table_prefix: String,
+    pub protected: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The base URL with `{stage}` replaced.
+    pub base_url: String,
+    pub scheme: Scheme,
+    pub host: String,
+    pub port: u16,
+    /// The `Host` header.
+    pub authority: String,
+    /// The path every step's path is appended to, without a trailing `/`.
+    pub base_path: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    pub ca_cert: Option<PathBuf>,
+    pub insecure: bool,
+}
+
+/// Which part of the work this process does when a run is split across
+/// processes or machines (`--shard 2/3`, counted from 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// From 0.
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let bad = || format!("--shard {text:?}: expected I/N with 1 ≤ I ≤ N, e.g. 1/3");
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (i, n): (u32, u32) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if i == 0 || n == 0 || i > n {
+            return Err(bad());
+        }
+        Ok(Shard {
+            index: i - 1,
+            count: n,
+        })
+    }
+
+    pub fn label(&self) -> Option<String> {
+        (self.count > 1).then(|| format!("{}/{}", self.index + 1, self.count))
+    }
+}
+
+/// A piecewise-linear profile over time: iterations per second (open model)
+/// or VUs (closed model).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Segment {
+    pub from: f64,
+    pub to: f64,
+    pub duration: Duration,
+}
+
+impl Profile {
+    pub fn constant(value: f64, duration: Duration) -> Profile {
+        Profile {
+            segments: vec![Segment {
+                from: value,
+                to: value,
+                duration,
+            }],
+        }
+    }
+
+    pub fn duration(&self) -> Duration {
+        self.segments.iter().map(|s| s.duration).sum()
+    }
+
+    pub fn peak(&self) -> f64 {
+        self.segments
+            .iter()
+            .map(|s| s.from.max(s.to))
+            .fold(0.0, f64::max)
+    }
+
+    /// The value at `t` seconds from the start (0 past the end).
+    pub fn value_at(&self, t: f64) -> f64 {
+        let mut start = 0.0;
+        for s in &self.segments {
+            let d = s.duration.as_secs_f64();
+            if t < start + d {
+                return s.from + (s.to - s.from) * (t - start) / d;
+            }
+            start += d;
+        }
+        0.0
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Model {
+    /// Iterations start at a rate, whatever the server does.
+    Open {
+        rate: Profile,
+        max_vus: u32,
+        backlog: u32,
+    },
+    /// VUs loop: an iteration starts when the previous one ends.
+    Closed { vus: Profile, think_time: Duration },
+}
+
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub model: Model,
+    pub duration: Duration,
+    pub iterations: Option<u64>,
+    pub grace: Duration,
+}
+
+impl Load {
+    pub fn model_name(&self) -> &'static str {
+        match self.model {
+            Model::Open { .. } => "open",
+            Model::Closed { .. } => "closed",
+        }
+    }
+
+    pub fn peak_rate(&self) -> Option<f64> {
+        match &self.model {
+            Model::Open { rate, .. } => Some(rate.peak()),
+            Model::Closed { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub method: Method,
+    /// As written, for reports.
+    pub path_text: String,
+    /// The base path joined with the step's path.
+    pub path: Template,
+    pub query: Vec<(String, Template)>,
+    pub headers: Vec<(HeaderName, Template)>,
+    pub body: Option<Template>,
+    pub timeout: Duration,
+    pub checks: Vec<Check>,
+    pub captures: Vec<Capture>,
+    /// Statuses that count as success; `None` means below 400.
+    pub expected_status: Option<Vec<u16>>,
+    /// Some check or capture reads the body as JSON.
+    pub needs_json: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub kind: CheckKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum CheckKind {
+    Status(Vec<u16>),
+    Header {
+        name: HeaderName,
+        predicate: Predicate,
+    },
+    Json {
+        path: JsonPath,
+        predicate: Predicate,
+    },
+    BodyContains(String),
+    LatencyUnder(Duration),
+    /// Added for every capture: the value was found in the answer.
+    Captured(usize),
+}
+
+#[derive(Debug, Clone)]
+pub enum Predicate {
+    Exists(bool),
+    Equals(Expected),
+    Contains(Template),
+}
+
+#[derive(Debug, Clone)]
+pub enum Expected {
+    /// A string, rendered per iteration.
+    Text(Template),
+    /// A number, boolean, array or table, compared as JSON.
+    Value(serde_json::Value),
+}
+
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub name: String,
+    pub slot: usize,
+    pub source: CaptureSource,
+}
+
+#[derive(Debug, Clone)]
+pub enum CaptureSource {
+    Json(JsonPath),
+    Header(HeaderName),
+}
+
+/// What the command line changes in the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub stage: Option<String>,
+    pub base_url: Option<String>,
+    pub rate: Option<f64>,
+    pub duration: Option<Duration>,
+    pub vus: Option<u32>,
+    pub max_vus: Option<u32>,
+    pub iterations: Option<u64>,
+    pub timeout: Option<Duration>,
+    pub headers: Vec<String>,
+    pub threads: Option<usize>,
+    pub shard: Option<String>,
+    pub grace: Option<Duration>,
+    pub tls: TlsOptions,
+    /// `validate` needs no stage: a scenario may leave it to the command line.
+    pub validate_only: bool,
+}
+
+impl Plan {
+    /// Every check of every step, in the order metrics index them.
+    pub fn checks(&self) -> impl Iterator<Item = (&Step, &Check)> {
+        self.steps
+            .iter()
+            .flat_map(|s| s.checks.iter().map(move |c| (s, c)))
+    }
+
+    pub fn check_count(&self) -> usize {
+        self.steps.iter().map(|s| s.checks.len()).sum()
+    }
+}
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+const DEFAULT_MAX_VUS: u32 = 256;
+const DEFAULT_BACKLOG: u32 = 10_000;
+const DEFAULT_ABORT_DELAY: Duration = Duration::from_secs(10);
+/// A run given only an iteration count still needs an end.
+const ITERATIONS_ONLY_LIMIT: Duration = Duration::from_secs(3600);
+
+/// Reads, parses and validates a scenario file.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Plan, Error> {
+    let src = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &src, overrides)
+}
+
+/// Parses and validates scenario text; `path` is only used in messages.
+pub fn parse(path: &Path, src: &str, overrides: &Overrides) -> Result<Plan, Error> {
+    let cx = Cx { file: path, src };
+    let file: ScenarioFile = toml::from_str(src).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        cx.error(span, e.message().trim_end().to_string())
+    })?;
+    build(&cx, file, overrides)
+}
+
+struct Cx<'a> {
+    file: &'a Path,
+    src: &'a str,
+}
+
+impl Cx<'_> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> Error {
+        let (line, column) = line_col(self.src, span.start);
+        let field = key_path_at(self.src, span.start).unwrap_or_else(|| "(document)".into());
+        Error::Scenario(ScenarioError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            field,
+            message: message.into(),
+        })
+    }
+
+    fn duration(&self, value: &Spanned<String>) -> Result<Duration, Error> {
+        crate::cli::parse_duration(value.get_ref()).map_err(|m| self.error(value.span(), m))
+    }
+}
+
+/// The names visible to a template: the environment, and captures of the
+/// steps before the current one.
+struct Scope {
+    captures: BTreeMap<String, usize>,
+}
+
+impl Names for Scope {
+    fn capture(&self, name: &str) -> Option<usize> {
+        self.captures.get(name).copied()
+    }
+    fn env(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error> {
+    let usage = |m: String| Error::Usage(m);
+    let mut stages = Vec::new();
+    for spec in &file.stages {
+        if stages
+            .iter()
+            .any(|s: &Stage| &s.name == spec.name.get_ref())
+        {
+            return Err(cx.error(
+                spec.name.span(),
+                format!("stage `{}` is listed twice", spec.name.get_ref()),
+            ));
+        }
+        stages.push(Stage {
+            name: spec.name.get_ref().clone(),
+            table_prefix: spec.table_prefix.clone(),
+            protected: spec.protected,
+        });
+    }
+    let stage_name = match (&ov.stage, &file.target.stage) {
+        (Some(name), _) => name.clone(),
+        (None, Some(name)) => name.get_ref().clone(),
+        (None, None) => match stages.first() {
+            Some(first) => first.name.clone(),
+            None if ov.validate_only => "stage".to_string(),
+            None => {
+                return Err(usage(
+                    "no stage given: pass --stage NAME or set target.stage".into(),
+                ));
+            }
+        },
+    };
+    let stage = match stages.iter().find(|s| s.name == stage_name) {
+        Some(stage) => stage.clone(),
+        None if stages.is_empty() => Stage {
+            name: stage_name.clone(),
+            table_prefix: String::new(),
+            protected: false,
+        },
+        None => {
+            let known: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+            let message = format!(
+                "unknown stage `{stage_name}` (the scenario knows: {})",
+                known.join(", ")
+            );
+            return Err(match (&ov.stage, &file.target.stage) {
+                (None, Some(spanned)) => cx.error(spanned.span(), message),
+                _ => usage(message),
+            });
+        }
+    };
+
+    let target = match &ov.base_url {
+        Some(url) => {
+            parse_base_url(url, &stage.name).map_err(|m| usage(format!("--base-url: {m}")))?
+        }
+        None => parse_base_url(file.target.base_url.get_ref(), &stage.name)
+            .map_err(|m| cx.error(file.target.base_url.span(), m))?,
+    };
+    let timeout = match (ov.timeout, &file.target.timeout) {
+        (Some(t), _) => t,
+        (None, Some(t)) => cx.duration(t)?,
+        (None, None) => DEFAULT_TIMEOUT,
+    };
+
+    let no_captures = Scope {
+        captures: BTreeMap::new(),
+    };
+    let mut headers = Vec::new();
+    for (name, value) in &file.headers {
+        let name_h = header_name(name.get_ref()).map_err(|m| cx.error(name.span(), m))?;
+        let value_t = Template::compile(value.get_ref(), Escape::None, &no_captures)
+            .map_err(|e| cx.error(value.span(), e.message))?;
+        headers.push((name_h, value_t));
+    }
+    for raw in &ov.headers {
+        let (name, value) = raw
+            .split_once(':')
+            .ok_or_else(|| usage(format!("--header {raw:?}: expected `Name: value`")))?;
+        let name = header_name(name.trim()).map_err(|m| usage(format!("--header {raw:?}: {m}")))?;
+        let value = Template::compile(value.trim(), Escape::None, &no_captures)
+            .map_err(|e| usage(format!("--header: {}", e.message)))?;
+        headers.retain(|(n, _)| n != name);
+        headers.push((name, value));
+    }
+
+    let step_specs = file.steps.get_ref();
+    if step_specs.is_empty() {
+        return Err(cx.error(file.steps.span(), "a scenario needs at least one step"));
+    }
+    let mut scope = Scope {
+        captures: BTreeMap::new(),
+    };
+    let mut steps = Vec::new();
+    for spec in step_specs {
+        if steps.iter().any(|s: &Step| &s.name == spec.name.get_ref()) {
+            return Err(cx.error(
+                spec.name.span(),
+                format!("step name `{}` is used twice", spec.name.get_ref()),
+            ));
+        }
+        steps.push(build_step(cx, spec, &target, timeout, &mut scope)?);
+    }
+    let step_names: Vec<String> = steps.iter().map(|s| s.name.clone()).collect();
+
+    let load = build_load(cx, &file.load, ov)?;
+    let mut thresholds = Vec::new();
+    for rule in &file.thresholds.rules {
+        thresholds.push(
+            Threshold::parse(rule.get_ref(), &step_names)
+                .map_err(|e| cx.error(rule.span(), e.0))?,
+        );
+    }
+    // A failed check fails the run unless the scenario says how many may fail.
+    if !thresholds.iter().any(|t| t.metric == Metric::Checks)
+        && steps.iter().any(|s| !s.checks.is_empty())
+    {
+        thresholds.push(Threshold {
+            expr: "checks == 100%".into(),
+            step: None,
+            metric: Metric::Checks,
+            op: Op::Eq,
+            limit: 100.0,
+            implicit: true,
+        });
+    }
+    let abort_delay = match &file.thresholds.abort_delay {
+        Some(d) => cx.duration(d)?,
+        None => DEFAULT_ABORT_DELAY,
+    };
+
+    let shard = match &ov.shard {
+        Some(text) => Shard::parse(text).map_err(usage)?,
+        None => Shard::WHOLE,
+    };
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let threads = ov.threads.unwrap_or(cores).max(1);
+    if ov.threads == Some(0) {
+        return Err(usage("--threads must be at least 1".into()));
+    }
+    let uses_uuid = steps.iter().any(step_uses_uuid) || headers.iter().any(|(_, t)| t.uses_uuid());
+    let capture_slots = scope.captures.len();
+    Ok(Plan {
+        source: cx.file.to_path_buf(),
+        name: file.name.clone().unwrap_or_else(|| {
+            cx.file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        }),
+        run_id: new_run_id(),
+        stage,
+        stages,
+        target,
+        load,
+        headers,
+        steps,
+        capture_slots,
+        thresholds,
+        abort_on_fail: file.thresholds.abort_on_fail,
+        abort_delay,
+        shard,
+        threads,
+        tls: ov.tls.clone(),
+        uses_uuid,
+    })
+}
+
+fn step_uses_uuid(step: &Step) -> bool {
+    step.path.uses_uuid()
+        || step.body.as_ref().is_some_and(Template::uses_uuid)
+        || step.query.iter().any(|(_, t)| t.uses_uuid())
+        || step.headers.iter().any(|(_, t)| t.uses_uuid())
+        || step.checks.iter().any(|c| match &c.kind {
+            CheckKind::Header { predicate, .. } | CheckKind::Json { predicate, .. } => {
+                match predicate {
+                    Predicate::Equals(Expected::Text(t)) | Predicate::Contains(t) => t.uses_uuid(),
+                    _ => false,
+                }
+            }
+            _ => false,
+        })
+}
+
+/// Short and sortable by time: a prefix people can grep logs for.
+fn new_run_id() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("sc{secs:x}{:06x}", fastrand::u32(..0x100_0000))
+}
+
+fn header_name(name: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not a valid header name"))
+}
+
+pub fn parse_base_url(template: &str, stage: &str) -> Result<Target, String> {
+    let url = template.replace("{stage}", stage);
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::Http,
+        Some("https") => Scheme::Https,
+        Some(other) => {
+            return Err(format!(
+                "{url:?}: unsupported scheme {other:?} (use http or https)"
+            ));
+        }
+        None => return Err(format!("{url:?} needs a scheme, e.g. https://{url}")),
+    };
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("{url:?} has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!(
+            "{url:?}: credentials in the URL are not supported; use headers or auth"
+        ));
+    }
+    if uri.query().is_some() {
+        return Err(format!(
+            "{url:?}: a base URL cannot have a query; put it in the steps"
+        ));
+    }
+    let port = authority.port_u16().unwrap_or(match scheme {
+        Scheme::Http => 80,
+        Scheme::Https => 443,
+    });
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    Ok(Target {
+        base_url: url.clone(),
+        scheme,
+        host,
+        port,
+        authority: authority.as_str().to_string(),
+        base_path: uri.path().trim_end_matches('/').to_string(),
+    })
+}
+
+fn build_step(
+    cx: &Cx<'_>,
+    spec: &StepSpec,
+    target: &Target,
+    timeout: Duration,
+    scope: &mut Scope,
+) -> Result<Step, Error> {
+    let name = spec.name.get_ref().trim().to_string();
+    if name.is_empty() || name.contains('.') {
+        return Err(cx.error(
+            spec.name.span(),
+            "a step name must be non-empty and contain no `.` (thresholds use `step.metric`)",
+        ));
+    }
+    let method_text = spec.method.get_ref().to_ascii_uppercase();
+    let method = match method_text.as_str() {
+        "GET" => Method::GET,
+        "POST" => Method::POST,
+        "PUT" => Method::PUT,
+        "PATCH" => Method::PATCH,
+        "DELETE" => Method::DELETE,
+        "HEAD" => Method::HEAD,
+        "OPTIONS" => Method::OPTIONS,
+        _ => {
+            return Err(cx.error(
+                spec.method.span(),
+                format!(
+                    "unknown method {:?} (expected GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS)",
+                    spec.method.get_ref()
+                ),
+            ));
+        }
+    };
+    let path_text = spec.path.get_ref().clone();
+    if !path_text.starts_with('/') {
+        return Err(cx.error(
+            spec.path.span(),
+            format!("the path {path_text:?} must start with `/`"),
+        ));
+    }
+    let template_err = |span: Range<usize>| {
+        move |e: super::template::TemplateError| cx.error(span.clone(), e.message)
+    };
+    // The base path is fixed text: prefix it to the first literal.
+    let full_path = format!("{}{}", target.base_path, path_text);
+    let path = Template::compile(&full_path, Escape::Url, scope)
+        .map_err(template_err(spec.path.span()))?;
+    let mut query = Vec::new();
+    for (k, v) in &spec.query {
+        let value =
+            Template::compile(v.get_ref(), Escape::Url, scope).map_err(template_err(v.span()))?;
+        query.push((super::template::percent_encode(k.get_ref()), value));
+    }
+    let mut headers = Vec::new();
+    for (k, v) in &spec.headers {
+        let name = header_name(k.get_ref()).map_err(|m| cx.error(k.span(), m))?;
+        let value =
+            Template::compile(v.get_ref(), Escape::None, scope).map_err(template_err(v.span()))?;
+        headers.push((name, value));
+    }
+    let body = match &spec.body {
+        None => None,
+        Some(value) => {
+            let json = json_body_text(value.get_ref());
+            Some(
+                Template::compile(&json, Escape::JsonString, scope)
+                    .map_err(template_err(value.span()))?,
+            )
+        }
+    };
+    let step_timeout = match &spec.timeout {
+        Some(t) => cx.duration(t)?,
+        None => timeout,
+    };
+
+    let mut checks = Vec::new();
+    let mut expected_status: Option<Vec<u16>> = None;
+    for check in &spec.checks {
+        let built = build_check(cx, check, scope)?;
+        if let CheckKind::Status(codes) = &built.kind {
+            expected_status.get_or_insert_with(Vec::new).extend(codes);
+        }
+        checks.push(built);
+    }
+    // Captures become visible to later steps only.
+    let mut captures = Vec::new();
+    for (capture_name, capture) in &spec.capture {
+        let cname = capture_name.get_ref().clone();
+        if !is_identifier(&cname) || super::template::BUILTINS.iter().any(|b| *b == cname) {
+            return Err(cx.error(
+                capture_name.span(),
+                format!("capture name `{cname}` must be an identifier that is not a built-in"),
+            ));
+        }
+        let source = capture_source(cx, capture)?;
+        let next = scope.captures.len();
+        let slot = *scope.captures.entry(cname.clone()).or_insert(next);
+        checks.push(Check {
+            name: format!("captured {cname}"),
+            kind: CheckKind::Captured(slot),
+        });
+        captures.push(Capture {
+            name: cname,
+            slot,
+            source,
+        });
+    }
+    let needs_json = checks
+        .iter()
+        .any(|c| matches!(c.kind, CheckKind::Json { .. }))
+        || captures
+            .iter()
+            .any(|c| matches!(c.source, CaptureSource::Json(_)));
+    Ok(Step {
+        name,
+        method,
+        path_text,
+        path,
+        query,
+        headers,
+        body,
+        timeout: step_timeout,
+        checks,
+        captures,
+        expected_status,
+        needs_json,
+    })
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+fn capture_source(cx: &Cx<'_>, capture: &Spanned<CaptureSpec>) -> Result<CaptureSource, Error> {
+    match (&capture.get_ref().json, &capture.get_ref().header) {
+        (Some(path), None) => Ok(CaptureSource::Json(
+            JsonPath::parse(path.get_ref()).map_err(|m| cx.error(path.span(), m))?,
+        )),
+        (None, Some(name)) => Ok(CaptureSource::Header(
+            header_name(name.get_ref()).map_err(|m| cx.error(name.span(), m))?,
+        )),
+        _ => Err(cx.error(
+            capture.span(),
+            "a capture takes exactly one of `json = \"path\"` or `header = \"name\"`",
+        )),
+    }
+}
+
+fn build_check(cx: &Cx<'_>, check: &Spanned<CheckSpec>, scope: &Scope) -> Result<Check, Error> {
+    let spec = check.get_ref();
+    let subjects = [
+        spec.status.is_some(),
+        spec.header.is_some(),
+        spec.json.is_some(),
+        spec.body_contains.is_some(),
+        spec.latency_under.is_some(),
+    ];
+    if subjects.iter().filter(|s| **s).count() != 1 {
+        return Err(cx.error(
+            check.span(),
+            "a check needs exactly one of `status`, `header`, `json`, `body_contains`, `latency_under`",
+        ));
+    }
+    let predicate_given = spec.equals.is_some() || spec.contains.is_some() || spec.exists.is_some();
+    let (kind, auto_name) = if let Some(codes) = &spec.status {
+        if codes.get_ref().is_empty() || codes.get_ref().iter().any(|c| !(100..=599).contains(c)) {
+            return Err(cx.error(
+                codes.span(),
+                "`status` takes a list of HTTP status codes (100–599), e.g. [200, 201]",
+            ));
+        }
+        reject_predicate(cx, check, predicate_given, "status")?;
+        let list: Vec<String> = codes.get_ref().iter().map(u16::to_string).collect();
+        (
+            CheckKind::Status(codes.get_ref().clone()),
+            format!("status in [{}]", list.join(", ")),
+        )
+    } else if let Some(name) = &spec.header {
+        let header = header_name(name.get_ref()).map_err(|m| cx.error(name.span(), m))?;
+        let (predicate, text) = build_predicate(cx, spec, scope)?;
+        (
+            CheckKind::Header {
+                name: header,
+                predicate,
+            },
+            format!("header {} {text}", name.get_ref()),
+        )
+    } else if let Some(path) = &spec.json {
+        let parsed = JsonPath::parse(path.get_ref()).map_err(|m| cx.error(path.span(), m))?;
+        let (predicate, text) = build_predicate(cx, spec, scope)?;
+        (
+            CheckKind::Json {
+                path: parsed,
+                predicate,
+            },
+            format!("json {} {text}", path.get_ref()),
+        )
+    } else if let Some(text) = &spec.body_contains {
+        reject_predicate(cx, check, predicate_given, "body_contains")?;
+        (
+            CheckKind::BodyContains(text.get_ref().clone()),
+            format!("body contains {:?}", text.get_ref()),
+        )
+    } else if let Some(limit) = &spec.latency_under {
+        reject_predicate(cx, check, predicate_given, "latency_under")?;
+        (
+            CheckKind::LatencyUnder(cx.duration(limit)?),
+            format!("latency < {}", limit.get_ref()),
+        )
+    } else {
+        return Err(cx.error(check.span(), "empty check"));
+    };
+    Ok(Check {
+        name: spec.name.clone().unwrap_or(auto_name),
+        kind,
+    })
+}
+
+fn reject_predicate(
+    cx: &Cx<'_>,
+    check: &Spanned<CheckSpec>,
+    given: bool,
+    subject: &str,
+) -> Result<(), Error> {
+    if given {
+        return Err(cx.error(
+            check.span(),
+            format!(
+                "`equals`, `contains` and `exists` go with `header` or `json`, not `{subject}`"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn build_predicate(
+    cx: &Cx<'_>,
+    spec: &CheckSpec,
+    scope: &Scope,
+) -> Result<(Predicate, String), Error> {
+    let given = usize::from(spec.equals.is_some())
+        + usize::from(spec.contains.is_some())
+        + usize::from(spec.exists.is_some());
+    if given > 1 {
+        let span = spec
+            .equals
+            .as_ref()
+            .map(|s| s.span())
+            .or(spec.contains.as_ref().map(|s| s.span()))
+            .unwrap_or(0..0);
+        return Err(cx.error(span, "use one of `equals`, `contains`, `exists` per check"));
+    }
+    if let Some(value) = &spec.equals {
+        let expected = match value.get_ref() {
+            toml::Value::String(s) => Expected::Text(
+                Template::compile(s, Escape::None, scope)
+                    .map_err(|e| cx.error(value.span(), e.message))?,
+            ),
+            other => Expected::Value(toml_to_json(other)),
+        };
+        return Ok((
+            Predicate::Equals(expected),
+            format!("== {}", value.get_ref()),
+        ));
+    }
+    if let Some(text) = &spec.contains {
+        let t = Template::compile(text.get_ref(), Escape::None, scope)
+            .map_err(|e| cx.error(text.span(), e.message))?;
+        return Ok((
+            Predicate::Contains(t),
+            format!("contains {:?}", text.get_ref()),
+        ));
+    }
+    let exists = spec.exists.as_ref().is_none_or(|e| *e.get_ref());
+    Ok((
+        Predicate::Exists(exists),
+        if exists {
+            "exists".into()
+        } else {
+            "absent".into()
+        },
+    ))
+}
+
+pub fn toml_to_json(value: &toml::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        toml::Value::String(s) => J::String(s.clone()),
+        toml::Value::Integer(i) => J::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+        toml::Value::Boolean(b) => J::Bool(*b),
+        toml::Value::Datetime(d) => J::String(d.to_string()),
+        toml::Value::Array(items) => J::Array(items.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => J::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// The JSON text of a body. A string that is exactly one numeric template
+/// (`"{{seq}}"`, `"{{random_int(1,9)}}"`) becomes a JSON number, so bodies can
+/// carry numbers that vary per iteration.
+fn json_body_text(value: &toml::Value) -> String {
+    const MARK: &str = "\u{1}stagecheck-number\u{1}";
+    fn mark_numbers(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => {
+                let inner = s
+                    .trim()
+                    .strip_prefix("{{")
+                    .and_then(|r| r.strip_suffix("}}"))
+                    .map(str::trim);
+                if let Some(expr) = inner
+                    && (matches!(expr, "seq" | "vu" | "iteration" | "now_ms")
+                        || expr.starts_with("random_int("))
+                    && !expr.contains("}}")
+                {
+                    *s = format!("{MARK}{expr}{MARK}");
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(mark_numbers),
+            serde_json::Value::Object(map) => map.values_mut().for_each(mark_numbers),
+            _ => {}
+        }
+    }
+    let mut json = toml_to_json(value);
+    mark_numbers(&mut json);
+    let text = json.to_string();
+    let mark = "\\u0001stagecheck-number\\u0001";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find(&format!("\"{mark}")) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1 + mark.len()..];
+        match after.find(&format!("{mark}\"")) {
+            Some(end) => {
+                out.push_str("{{");
+                out.push_str(&after[..end]);
+                out.push_str("}}");
+                rest = &after[end + mark.len() + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn build_load(cx: &Cx<'_>, spec: &LoadSpec, ov: &Overrides) -> Result<Load, Error> {
+    let usage = |m: &str| Error::Usage(m.to_string());
+    let grace = match (ov.grace, &spec.grace) {
+        (Some(g), _) => g,
+        (None, Some(g)) => cx.duration(g)?,
+        (None, None) => DEFAULT_GRACE,
+    };
+    let iterations = ov
+        .iterations
+        .or(spec.iterations.as_ref().map(|i| *i.get_ref()));
+    if iterations == Some(0) {
+        return Err(match &spec.iterations {
+            Some(i) if ov.iterations.is_none() => {
+                cx.error(i.span(), "iterations must be at least 1")
+            }
+            _ => usage("--iterations must be at least 1"),
+        });
+    }
+    let file_duration = spec.duration.as_ref().map(|d| cx.duration(d)).transpose()?;
+    let duration = ov.duration.or(file_duration);
+
+    // The command line picks the model outright when it names a rate or VUs.
+    let open = if ov.rate.is_some() {
+        true
+    } else if ov.vus.is_some() {
+        false
+    } else {
+        match &spec.model {
+            Some(m) => match m.get_ref().as_str() {
+                "open" => true,
+                "closed" => false,
+                other => {
+                    return Err(cx.error(
+                        m.span(),
+                        format!("unknown model {other:?} (expected \"open\" or \"closed\")"),
+                    ));
+                }
+            },
+            None => {
+                spec.rate.is_some()
+                    || (spec.ramp.is_some() && spec.vus.is_none() && spec.start_vus.is_none())
+            }
+        }
+    };
+    let ramp = if ov.rate.is_some() || ov.vus.is_some() {
+        None
+    } else {
+        spec.ramp.as_ref()
+    };
+    if let (Some(ramp), Some(_)) = (ramp, ov.duration) {
+        return Err(cx.error(
+            ramp.span(),
+            "--duration cannot shorten a ramp; give --rate or --vus too, or edit the ramp",
+        ));
+    }
+    let mut segments = Vec::new();
+    if let Some(ramp) = ramp {
+        if ramp.get_ref().is_empty() {
+            return Err(cx.error(
+                ramp.span(),
+                "a ramp needs at least one { target, duration } stage",
+            ));
+        }
+        let mut from = if open {
+            spec.start_rate.as_ref().map_or(0.0, |r| *r.get_ref())
+        } else {
+            spec.start_vus
+                .as_ref()
+                .map_or(0.0, |v| f64::from(*v.get_ref()))
+        };
+        for stage in ramp.get_ref() {
+            let to = *stage.target.get_ref();
+            if !to.is_finite() || to < 0.0 {
+                return Err(cx.error(stage.target.span(), "a ramp target must be a number ≥ 0"));
+            }
+            let d = cx.duration(&stage.duration)?;
+            if d.is_zero() {
+                return Err(cx.error(
+                    stage.duration.span(),
+                    "a ramp stage needs a duration above 0",
+                ));
+            }
+            segments.push(Segment {
+                from,
+                to,
+                duration: d,
+            });
+            from = to;
+        }
+    }
+
+    let run_for = |segments: &Vec<Segment>| -> Duration {
+        if !segments.is_empty() {
+            segments.iter().map(|s| s.duration).sum()
+        } else {
+            duration.unwrap_or(ITERATIONS_ONLY_LIMIT)
+        }
+    };
+    let model = if open {
+        if let (Some(vus), false) = (&spec.vus, ov.rate.is_some()) {
+            return Err(cx.error(
+                vus.span(),
+                "`vus` belongs to the closed model; the open model takes `rate` and `max_vus`",
+            ));
+        }
+        let rate_profile = if segments.is_empty() {
+            let rate = match (ov.rate, &spec.rate) {
+                (Some(r), _) => r,
+                (None, Some(r)) => *r.get_ref(),
+                (None, None) => {
+                    return Err(usage(
+                        "the open model needs load.rate or load.ramp (or --rate)",
+                    ));
+                }
+            };
+            if !rate.is_finite() || rate <= 0.0 {
+                return Err(match (&spec.rate, ov.rate) {
+                    (Some(r), None) => cx.error(r.span(), "rate must be above 0"),
+                    _ => usage("--rate must be above 0"),
+                });
+            }
+            if duration.is_none() && iterations.is_none() {
+                return Err(usage(
+                    "the open model needs load.duration (or --duration) or load.iterations",
+                ));
+            }
+            Profile::constant(rate, run_for(&segments))
+        } else {
+            Profile {
+                segments: segments.clone(),
+            }
+        };
+        let max_vus = ov
+            .max_vus
+            .or(spec.max_vus.as_ref().map(|v| *v.get_ref()))
+            .unwrap_or(DEFAULT_MAX_VUS)
+            .max(1);
+        let backlog = spec
+            .backlog
+            .as_ref()
+            .map_or(DEFAULT_BACKLOG, |b| *b.get_ref());
+        Model::Open {
+            rate: rate_profile,
+            max_vus,
+            backlog,
+        }
+    } else {
+        if let (Some(rate), false) = (&spec.rate, ov.vus.is_some()) {
+            return Err(cx.error(
+                rate.span(),
+                "`rate` belongs to the open model; set model = \"open\" or use `vus`",
+            ));
+        }
+        let vus_profile = if segments.is_empty() {
+            let vus = ov
+                .vus
+                .or(spec.vus.as_ref().map(|v| *v.get_ref()))
+                .unwrap_or(1);
+            if vus == 0 {
+                return Err(usage("vus must be at least 1"));
+            }
+            // With neither a duration nor a count, a scenario is a smoke test: one pass.
+            let smoke = duration.is_none() && iterations.is_none();
+            let length = if smoke {
+                ITERATIONS_ONLY_LIMIT
+            } else {
+                run_for(&segments)
+            };
+            Profile::constant(f64::from(vus), length)
+        } else {
+            Profile {
+                segments: segments.clone(),
+            }
+        };
+        let think_time = spec
+            .think_time
+            .as_ref()
+            .map(|t| cx.duration(t))
+            .transpose()?
+            .unwrap_or_default();
+        Model::Closed {
+            vus: vus_profile,
+            think_time,
+        }
+    };
+    let smoke = !open && duration.is_none() && iterations.is_none() && segments.is_empty();
+    let iterations = if smoke { Some(1) } else { iterations };
+    let total = match &model {
+        Model::Open { rate, .. } => rate.duration(),
+        Model::Closed { vus, .. } => vus.duration(),
+    };
+    Ok(Load {
+        model,
+        duration: total,
+        iterations,
+        grace,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(src: &str) -> Result<Plan, Error> {
+        parse(Path::new("t.toml"), src, &Overrides::default())
+    }
+
+    const MINIMAL: &str = "[target]\nbase_url = \"http://127.0.0.1:9/{stage}\"\nstage = \"test\"\n\n[[steps]]\nname = \"a\"\nmethod = \"GET\"\npath = \"/user\"\n";
+
+    #[test]
+    fn minimal_scenario_is_a_one_iteration_smoke() {
+        let p = plan(MINIMAL).unwrap();
+        assert_eq!(p.target.base_path, "/test");
+        assert_eq!(p.load.iterations, Some(1));
+        assert!(matches!(p.load.model, Model::Closed { .. }));
+        assert_eq!(
+            p.steps[0].path.render(&super::super::template::Vars {
+                uuid: "",
+                seq: 0,
+                run_id: "",
+                vu: 0,
+                iteration: 0,
+                captures: &[]
+            }),
+            "/test/user"
+        );
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let src = MINIMAL.replace("\"GET\"", "\"FETCH\"");
+        match plan(&src) {
+            Err(Error::Scenario(e)) => {
+                assert_eq!((e.line, e.field.as_str()), (7, "steps[0].method"));
+                assert!(e.message.contains("unknown method"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let src = MINIMAL.replace("path =", "pth =");
+        match plan(&src) {
+            Err(Error::Scenario(e)) => assert!(e.message.contains("pth"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn numeric_templates_become_json_numbers() {
+        let v: toml::Value =
+            toml::from_str("n = \"{{seq}}\"\ns = \"id-{{seq}}\"\nr = \"{{random_int(1,2)}}\"")
+                .unwrap();
+        let text = json_body_text(&v);
+        assert_eq!(
+            text,
+            r#"{"n":{{seq}},"r":{{random_int(1,2)}},"s":"id-{{seq}}"}"#
+        );
+    }
+
+    #[test]
+    fn profiles() {
+        let p = Profile {
+            segments: vec![Segment {
+                from: 0.0,
+                to: 100.0,
+                duration: Duration::from_secs(10),
+            }],
+        };
+        assert_eq!(p.value_at(5.0), 50.0);
+        assert_eq!(p.value_at(11.0), 0.0);
+        assert_eq!(p.peak(), 100.0);
+    }
+
+    #[test]
+    fn shards_count_from_one() {
+        assert_eq!(Shard::parse("1/3").unwrap(), Shard { index: 0, count: 3 });
+        assert!(Shard::parse("0/3").is_err());
+        assert!(Shard::parse("4/3").is_err());
+        assert!(Shard::parse("x").is_err());
+    }
+}
