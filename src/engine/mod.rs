@@ -141,34 +141,32 @@ async fn coordinate(
             message = report_rx.recv() => match message {
                 Some(WorkerMessage::Tick { tick, delta }) => {
                     totals.merge(&delta);
-                    let entry = seconds.entry(tick).or_insert_with(|| (0, Metrics::new(plan.steps.len(), plan.check_count())));
-                    entry.0 += 1;
-                    entry.1.merge(&delta);
-                    if entry.0 == threads {
-                        if let Some((_, second)) = seconds.remove(&tick) {
-                            let point = TimelinePoint::from_delta(tick, &second);
-                            progress(&Progress {
-                                elapsed: start.elapsed(),
-                                total: plan.load.duration,
-                                second: point.clone(),
-                                requests: totals.requests(),
-                                failed: totals.failed(),
-                                dropped_iterations: totals.dropped_iterations,
-                            });
-                            timeline.push(point);
-                        }
-                        if stop_deadline.is_none() && plan.abort_on_fail && start.elapsed() >= plan.abort_delay {
-                            if let Some(rule) = failing_threshold(&plan, &totals, started_at, start) {
-                                stopped_by = Some(format!("threshold `{rule}` failed during the run"));
-                                partial = true;
-                                stop_deadline = Some(Instant::now() + plan.load.grace);
-                                let _ = phase_tx.send(Phase::Stopping);
-                            }
+                    let complete = add_to_second(&mut seconds, tick, &delta, threads, &plan);
+                    if let Some(second) = complete {
+                        let point = TimelinePoint::from_delta(tick, &second);
+                        progress(&Progress {
+                            elapsed: start.elapsed(),
+                            total: plan.load.duration,
+                            second: point.clone(),
+                            requests: totals.requests(),
+                            failed: totals.failed(),
+                            dropped_iterations: totals.dropped_iterations,
+                        });
+                        timeline.push(point);
+                        let judge = stop_deadline.is_none() && plan.abort_on_fail && start.elapsed() >= plan.abort_delay;
+                        if let Some(rule) = judge.then(|| failing_threshold(&plan, &totals, started_at, start)).flatten() {
+                            stopped_by = Some(format!("threshold `{rule}` failed during the run"));
+                            partial = true;
+                            stop_deadline = Some(Instant::now() + plan.load.grace);
+                            let _ = phase_tx.send(Phase::Stopping);
                         }
                     }
                 }
-                Some(WorkerMessage::Done { delta }) => {
+                Some(WorkerMessage::Done { tick, delta }) => {
                     totals.merge(&delta);
+                    if let Some(second) = add_to_second(&mut seconds, tick, &delta, threads, &plan) {
+                        timeline.push(TimelinePoint::from_delta(tick, &second));
+                    }
                     done += 1;
                 }
                 None => break,
@@ -220,6 +218,27 @@ async fn coordinate(
             timeline,
         },
     })
+}
+
+/// Adds a worker's share of second `tick`; returns the second once every
+/// worker has reported it.
+fn add_to_second(
+    seconds: &mut BTreeMap<u64, (usize, Metrics)>,
+    tick: u64,
+    delta: &Metrics,
+    threads: usize,
+    plan: &Plan,
+) -> Option<Metrics> {
+    let entry = seconds
+        .entry(tick)
+        .or_insert_with(|| (0, Metrics::new(plan.steps.len(), plan.check_count())));
+    entry.0 += 1;
+    entry.1.merge(delta);
+    if entry.0 == threads {
+        seconds.remove(&tick).map(|(_, m)| m)
+    } else {
+        None
+    }
 }
 
 fn failing_threshold(

@@ -47,7 +47,7 @@ impl ArrivalSchedule {
         // A hair of tolerance so 200/s × 3 s is 600, not 599.
         self.segments
             .last()
-            .map_or(0, |s| (s.count_after + 1e-6).ceil() as u64)
+            .map_or(0, |s| (s.count_after - 1e-9).ceil().max(0.0) as u64)
     }
 
     /// Seconds from the start at which iteration `k` is due, or `None` past the end.

@@ -31,8 +31,8 @@ pub enum Phase {
 pub enum WorkerMessage {
     /// What one worker recorded during second `tick` of the run.
     Tick { tick: u64, delta: Box<Metrics> },
-    /// The worker has stopped; its last partial second.
-    Done { delta: Box<Metrics> },
+    /// The worker has stopped; what it recorded in its last, partial second `tick`.
+    Done { tick: u64, delta: Box<Metrics> },
 }
 
 pub struct WorkerSetup {
@@ -64,6 +64,8 @@ struct Worker {
     user_agent: HeaderValue,
     busy: Cell<u64>,
     idle_changed: Notify,
+    /// The second the ticker is in: ticks already sent.
+    ticks_sent: Cell<u64>,
 }
 
 pub fn run(setup: WorkerSetup) {
@@ -84,6 +86,7 @@ pub fn run(setup: WorkerSetup) {
         user_agent: HeaderValue::from_static(concat!("stagecheck/", env!("CARGO_PKG_VERSION"))),
         busy: Cell::new(0),
         idle_changed: Notify::new(),
+        ticks_sent: Cell::new(0),
         setup,
     });
     let local = tokio::task::LocalSet::new();
@@ -93,6 +96,7 @@ pub fn run(setup: WorkerSetup) {
     metrics.interrupted_iterations += worker.busy.get();
     let delta = metrics.take_delta();
     let _ = worker.setup.report.send(WorkerMessage::Done {
+        tick: worker.ticks_sent.get(),
         delta: Box::new(delta),
     });
 }
@@ -130,18 +134,16 @@ impl Worker {
         );
         for tick in 0.. {
             ticks.tick().await;
-            let delta = self.metrics.borrow_mut().take_delta();
+            let delta = Box::new(self.metrics.borrow_mut().take_delta());
             if self
                 .setup
                 .report
-                .send(WorkerMessage::Tick {
-                    tick,
-                    delta: Box::new(delta),
-                })
+                .send(WorkerMessage::Tick { tick, delta })
                 .is_err()
             {
                 return;
             }
+            self.ticks_sent.set(tick + 1);
         }
     }
 

@@ -20,9 +20,21 @@ pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
 /// searching the whole document (array-of-tables spans do not always cover
 /// their keys, so containers are not trusted to prune the search).
 pub fn key_path_at(src: &str, offset: usize) -> Option<String> {
-    let doc = DeTable::parse(src).ok()?;
+    let (doc, _) = DeTable::parse_recoverable(src);
     let mut best: Option<(usize, String)> = None;
     search_table(doc.get_ref(), offset, "", 0, &mut best);
+    if best.is_none() {
+        // A syntax error often lies past the broken value (an unclosed
+        // string): name the key that starts the line instead.
+        let line_start = src
+            .get(..offset.min(src.len()))
+            .and_then(|b| b.rfind('\n'))
+            .map_or(0, |i| i + 1);
+        let indent = src[line_start..].len() - src[line_start..].trim_start().len();
+        if line_start + indent < offset {
+            search_table(doc.get_ref(), line_start + indent, "", 0, &mut best);
+        }
+    }
     best.map(|(_, path)| path)
 }
 

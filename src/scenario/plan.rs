@@ -562,6 +562,9 @@ fn header_name(name: &str) -> Result<HeaderName, String> {
 
 pub fn parse_base_url(template: &str, stage: &str) -> Result<Target, String> {
     let url = template.replace("{stage}", stage);
+    if !url.contains("://") {
+        return Err(format!("{url:?} needs a scheme, e.g. https://{url}"));
+    }
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;

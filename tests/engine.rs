@@ -1,0 +1,440 @@
+//! The traffic engine against a local counting server: what stagecheck
+//! reports must equal what the server saw.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::http::Method;
+use support::*;
+
+fn crud_scenario(base: &str, load: &str) -> String {
+    format!(
+        r#"
+name = "crud"
+[target]
+base_url = "{base}/{{stage}}"
+stage = "test"
+
+[[stages]]
+name = "test"
+table_prefix = "test-"
+
+[load]
+{load}
+
+[headers]
+X-Correlation-Id = "{{{{run_id}}}}-{{{{seq}}}}"
+
+[[steps]]
+name = "create_user"
+method = "POST"
+path = "/user"
+body = {{ Id = "{{{{uuid}}}}", Name = "n-{{{{seq}}}}", Seq = "{{{{seq}}}}", Vu = "vu-{{{{vu}}}}" }}
+checks = [{{ status = [201] }}, {{ json = "Id", equals = "{{{{uuid}}}}" }}]
+capture = {{ user_id = {{ json = "Id" }} }}
+
+[[steps]]
+name = "get_user"
+method = "GET"
+path = "/user/{{{{user_id}}}}"
+query = {{ seq = "{{{{seq}}}}" }}
+checks = [{{ status = [200] }}, {{ json = "Name", equals = "n-{{{{seq}}}}" }}]
+"#
+    )
+}
+
+#[test]
+fn summary_counts_equal_what_the_server_saw() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario_file(
+        dir.path(),
+        "crud.toml",
+        &crud_scenario(
+            &server.url(),
+            "vus = 4\niterations = 200\nduration = \"30s\"",
+        ),
+    );
+    let out = dir.path().join("summary.json");
+    let output = run_bounded(
+        stagecheck().arg("run").arg(&file).arg("--out").arg(&out),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}\nstdout: {}",
+        text(&output.stderr),
+        text(&output.stdout)
+    );
+
+    let summary = read_json(&out);
+    let seen = server.seen();
+    let posts: Vec<_> = seen.iter().filter(|s| s.method == Method::POST).collect();
+    let gets: Vec<_> = seen.iter().filter(|s| s.method == Method::GET).collect();
+    assert_eq!(posts.len(), 200);
+    assert_eq!(gets.len(), 200);
+    assert_eq!(summary["totals"]["requests"], 400);
+    assert_eq!(summary["totals"]["failed"], 0);
+    assert_eq!(summary["steps"][0]["name"], "create_user");
+    assert_eq!(summary["steps"][0]["requests"], posts.len());
+    assert_eq!(summary["steps"][0]["status"]["201"], posts.len());
+    assert_eq!(summary["steps"][1]["requests"], gets.len());
+    assert_eq!(summary["steps"][1]["status"]["200"], gets.len());
+    assert_eq!(summary["checks"]["failed"], 0);
+    // 2 checks + 1 capture on the first step, 2 checks on the second, per iteration.
+    assert_eq!(summary["checks"]["passed"], 200 * 5);
+
+    // Bodies are JSON with values unique per iteration.
+    let mut ids = HashSet::new();
+    let mut seqs = HashSet::new();
+    for post in &posts {
+        assert_eq!(post.path, "/test/user");
+        let body: serde_json::Value =
+            serde_json::from_slice(&post.body).expect("POST body is JSON");
+        let id = body["Id"].as_str().expect("Id is a string").to_string();
+        assert_eq!(id.len(), 36, "{id}");
+        assert!(
+            body["Seq"].is_u64(),
+            "numeric templates become JSON numbers: {body}"
+        );
+        assert_eq!(body["Name"], format!("n-{}", body["Seq"]));
+        assert!(body["Vu"].as_str().unwrap().starts_with("vu-"));
+        ids.insert(id);
+        seqs.insert(body["Seq"].as_u64().unwrap());
+        let correlation = post
+            .headers
+            .get("x-correlation-id")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(
+            correlation.starts_with(summary["run_id"].as_str().unwrap()),
+            "{correlation}"
+        );
+    }
+    assert_eq!(ids.len(), 200, "every iteration has its own uuid");
+    assert_eq!(seqs.len(), 200, "every iteration has its own seq");
+    // The capture flows into the next step's path.
+    let got: HashSet<String> = gets
+        .iter()
+        .map(|g| g.path.trim_start_matches("/test/user/").to_string())
+        .collect();
+    assert_eq!(got, ids);
+    assert!(
+        gets.iter()
+            .all(|g| g.query.as_deref().is_some_and(|q| q.starts_with("seq=")))
+    );
+}
+
+#[test]
+fn open_model_holds_the_arrival_rate() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[load]\nrate = 200\nduration = \"3s\"\n[[steps]]\nname = \"ping\"\nmethod = \"GET\"\npath = \"/ping\"\n",
+        server.url()
+    );
+    let file = scenario_file(dir.path(), "rate.toml", &body);
+    let out = dir.path().join("s.json");
+    let output = run_bounded(
+        stagecheck().arg("run").arg(&file).arg("-o").arg(&out),
+        Duration::from_secs(30),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let seen = server.seen().len() as f64;
+    assert!(
+        (seen - 600.0).abs() <= 12.0,
+        "server saw {seen}, expected 600 ± 2 %"
+    );
+    let summary = read_json(&out);
+    assert_eq!(summary["totals"]["requests"].as_f64().unwrap(), seen);
+    assert_eq!(summary["totals"]["dropped_iterations"], 0);
+    assert_eq!(summary["model"], "open");
+    let rps = summary["totals"]["rps"].as_f64().unwrap();
+    assert!((rps - 200.0).abs() < 10.0, "rps {rps}");
+    assert!(summary["timeline"].as_array().unwrap().len() >= 3);
+}
+
+#[test]
+fn a_stall_shows_in_the_percentiles_coordinated_omission_free() {
+    // Every answer due between 2 s and 3 s after the first request waits until 3 s.
+    let server = TestServer::with_stall(Stall {
+        after: Duration::from_secs(2),
+        hold: Duration::from_secs(1),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[load]\nrate = 200\nduration = \"6s\"\nmax_vus = 400\n[[steps]]\nname = \"ping\"\nmethod = \"GET\"\npath = \"/ping\"\n",
+        server.url()
+    );
+    let file = scenario_file(dir.path(), "stall.toml", &body);
+    let out = dir.path().join("s.json");
+    let output = run_bounded(
+        stagecheck()
+            .arg("run")
+            .arg(&file)
+            .arg("-o")
+            .arg(&out)
+            .arg("-q"),
+        Duration::from_secs(40),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let summary = read_json(&out);
+    let lat = &summary["steps"][0]["latency_ms"];
+    let (p50, p90, p99) = (
+        lat["p50"].as_f64().unwrap(),
+        lat["p90"].as_f64().unwrap(),
+        lat["p99"].as_f64().unwrap(),
+    );
+    // 200 of 1200 requests fall in the stall, waiting 1000 ms down to 0:
+    // p90 ≈ 400 ms and p99 ≈ 940 ms; the median is untouched.
+    assert!(p50 < 50.0, "p50 {p50}");
+    assert!((300.0..=500.0).contains(&p90), "p90 {p90}");
+    assert!((850.0..=1100.0).contains(&p99), "p99 {p99}");
+    assert_eq!(summary["totals"]["dropped_iterations"], 0);
+    let seen = server.seen().len() as f64;
+    assert!((seen - 1200.0).abs() <= 24.0, "server saw {seen}");
+}
+
+#[test]
+fn sigint_still_writes_a_partial_summary() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[load]\nrate = 50\nduration = \"60s\"\n[[steps]]\nname = \"ping\"\nmethod = \"GET\"\npath = \"/ping\"\nchecks = [{{ status = [200] }}]\n",
+        server.url()
+    );
+    let file = scenario_file(dir.path(), "long.toml", &body);
+    let out = dir.path().join("s.json");
+    let child = stagecheck()
+        .arg("run")
+        .arg(&file)
+        .arg("-o")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "an interrupted run does not pass: {}",
+        text(&output.stderr)
+    );
+    let summary = read_json(&out);
+    assert_eq!(summary["partial"], true);
+    assert_eq!(summary["stopped_by"], "interrupted by SIGINT");
+    let requests = summary["totals"]["requests"].as_u64().unwrap();
+    assert!(requests >= 50, "{requests}");
+    assert_eq!(requests as usize, server.seen().len());
+    assert!(text(&output.stdout).contains("PARTIAL"));
+}
+
+#[test]
+fn failed_threshold_exits_1_and_says_which() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[load]\niterations = 5\n[[steps]]\nname = \"missing\"\nmethod = \"GET\"\npath = \"/user/nope\"\n[thresholds]\nrules = [\"error_rate < 1%\", \"p99 < 10s\"]\n",
+        server.url()
+    );
+    let file = scenario_file(dir.path(), "t.toml", &body);
+    let out = dir.path().join("s.json");
+    let output = run_bounded(
+        stagecheck().arg("run").arg(&file).arg("-o").arg(&out),
+        Duration::from_secs(30),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let summary = read_json(&out);
+    assert_eq!(summary["thresholds"][0]["expr"], "error_rate < 1%");
+    assert_eq!(summary["thresholds"][0]["ok"], false);
+    assert_eq!(summary["thresholds"][0]["actual"], 100.0);
+    assert_eq!(summary["thresholds"][1]["ok"], true);
+    assert_eq!(summary["steps"][0]["status"]["404"], 5);
+    assert_eq!(server.seen().len(), 5);
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("✗ error_rate < 1%") && stdout.contains("FAIL"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn failed_check_exits_1_with_an_example() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[[steps]]\nname = \"get\"\nmethod = \"GET\"\npath = \"/user/x\"\nchecks = [{{ status = [200] }}]\n",
+        server.url()
+    );
+    let file = scenario_file(dir.path(), "c.toml", &body);
+    let out = dir.path().join("s.json");
+    let output = run_bounded(
+        stagecheck().arg("run").arg(&file).arg("-o").arg(&out),
+        Duration::from_secs(30),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let summary = read_json(&out);
+    assert_eq!(summary["checks"]["failed"], 1);
+    assert_eq!(
+        summary["checks"]["details"][0]["example_failure"],
+        "status 404"
+    );
+    assert_eq!(server.seen().len(), 1, "no [load] means one iteration");
+}
+
+#[test]
+fn unreachable_target_is_exit_3_before_any_traffic() {
+    // Bind then drop: a loopback port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[target]\nbase_url = \"http://127.0.0.1:{port}/{{stage}}\"\nstage = \"t\"\n[[steps]]\nname = \"get\"\nmethod = \"GET\"\npath = \"/\"\n"
+    );
+    let file = scenario_file(dir.path(), "u.toml", &body);
+    let output = run_bounded(stagecheck().arg("run").arg(&file), Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("target unreachable") && stderr.contains(&port.to_string()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn json_summary_has_the_documented_keys() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario_file(
+        dir.path(),
+        "crud.toml",
+        &crud_scenario(&server.url(), "iterations = 3"),
+    );
+    let output = run_bounded(
+        stagecheck().arg("run").arg(&file).arg("--out").arg("-"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    // `--out -` puts the JSON alone on stdout; the report goes to stderr.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("stdout is the JSON summary");
+    for key in ["requests", "failed", "rps", "dropped_iterations"] {
+        assert!(summary["totals"][key].is_number(), "totals.{key}");
+    }
+    assert!(summary["partial"].is_boolean());
+    let step = &summary["steps"][0];
+    for key in [
+        "name",
+        "requests",
+        "failed",
+        "status",
+        "latency_ms",
+        "histogram",
+    ] {
+        assert!(!step[key].is_null(), "steps[].{key}");
+    }
+    for key in ["min", "mean", "p50", "p90", "p95", "p99", "p999", "max"] {
+        assert!(step["latency_ms"][key].is_number(), "latency_ms.{key}");
+    }
+    assert!(step["histogram"].as_str().is_some_and(|h| h.len() > 10));
+    assert!(summary["checks"]["passed"].is_number() && summary["checks"]["failed"].is_number());
+    assert!(
+        summary["thresholds"][0]["expr"].is_string() && summary["thresholds"][0]["ok"].is_boolean()
+    );
+    assert!(text(&output.stderr).contains("PASS"));
+}
+
+#[test]
+fn flags_override_the_file() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    // The file points at a dead port and a stage the flags replace.
+    let body = "[target]\nbase_url = \"http://127.0.0.1:9/{stage}\"\nstage = \"a\"\n[[steps]]\nname = \"get\"\nmethod = \"GET\"\npath = \"/ping\"\n";
+    let file = scenario_file(dir.path(), "o.toml", body);
+    let base = format!("{}/{{stage}}", server.url());
+    let output = run_bounded(
+        stagecheck().arg("run").arg(&file).args([
+            "--base-url",
+            &base,
+            "--stage",
+            "other",
+            "--vus",
+            "2",
+            "--iterations",
+            "7",
+            "-H",
+            "x-extra: yes",
+            "-q",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let seen = server.seen();
+    assert_eq!(seen.len(), 7);
+    assert!(
+        seen.iter()
+            .all(|s| s.path == "/other/ping" && s.headers.get("x-extra").is_some())
+    );
+}
+
+#[test]
+fn https_with_ca_cert_or_insecure_and_a_clear_error_otherwise() {
+    let (cert, key) = self_signed();
+    let server = TestServer::https(&cert, &key);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    let body = format!(
+        "[target]\nbase_url = \"https://localhost:{}/{{stage}}\"\nstage = \"test\"\n[load]\niterations = 3\n[[steps]]\nname = \"get\"\nmethod = \"GET\"\npath = \"/ping\"\nchecks = [{{ status = [200] }}]\n",
+        server.addr.port()
+    );
+    let file = scenario_file(dir.path(), "tls.toml", &body);
+
+    let output = run_bounded(
+        stagecheck().arg("run").arg(&file).arg("--ca-cert").arg(&ca),
+        Duration::from_secs(30),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(server.seen().len(), 3);
+
+    let output = run_bounded(
+        stagecheck().arg("run").arg(&file).arg("--insecure"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(server.seen().len(), 6);
+
+    let output = run_bounded(stagecheck().arg("run").arg(&file), Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("TLS") && stderr.contains("--ca-cert"),
+        "{stderr}"
+    );
+    assert_eq!(
+        server.seen().len(),
+        6,
+        "no request without a trusted certificate"
+    );
+}
