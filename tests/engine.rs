@@ -438,3 +438,61 @@ fn https_with_ca_cert_or_insecure_and_a_clear_error_otherwise() {
         "no request without a trusted certificate"
     );
 }
+
+#[test]
+fn abort_on_fail_stops_the_run_early() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[load]\nrate = 20\nduration = \"60s\"\n[[steps]]\nname = \"missing\"\nmethod = \"GET\"\npath = \"/user/nope\"\n[thresholds]\nrules = [\"error_rate < 1%\"]\nabort_on_fail = true\nabort_delay = \"1s\"\n",
+        server.url()
+    );
+    let file = scenario_file(dir.path(), "a.toml", &body);
+    let out = dir.path().join("s.json");
+    let started = std::time::Instant::now();
+    let output = run_bounded(stagecheck().arg("run").arg(&file).arg("-o").arg(&out).arg("-q"), Duration::from_secs(30));
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!(output.status.code(), Some(1));
+    let summary = read_json(&out);
+    assert_eq!(summary["partial"], true);
+    assert_eq!(summary["stopped_by"], "threshold `error_rate < 1%` failed during the run");
+    assert_eq!(summary["totals"]["requests"].as_u64().unwrap() as usize, server.seen().len());
+}
+
+#[test]
+fn open_ramp_follows_the_profile() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    // 0 → 200/s over 2 s (200 iterations), then 200/s for 1 s (200 more).
+    let body = format!(
+        "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[load]\nramp = [{{ target = 200, duration = \"2s\" }}, {{ target = 200, duration = \"1s\" }}]\n[[steps]]\nname = \"ping\"\nmethod = \"GET\"\npath = \"/ping\"\n",
+        server.url()
+    );
+    let file = scenario_file(dir.path(), "r.toml", &body);
+    let output = run_bounded(stagecheck().arg("run").arg(&file).arg("-q"), Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let seen = server.seen();
+    assert!((seen.len() as i64 - 400).abs() <= 8, "server saw {}", seen.len());
+    // Arrivals accelerate: the first second of the ramp carries a quarter of its 200.
+    let first = seen[0].at;
+    let in_first_second = seen.iter().filter(|s| s.at.duration_since(first) < Duration::from_secs(1)).count();
+    assert!((35..=65).contains(&in_first_second), "{in_first_second} in the first second");
+}
+
+#[test]
+fn closed_model_with_think_time_paces_each_vu() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[load]\nmodel = \"closed\"\nvus = 3\nthink_time = \"100ms\"\nduration = \"2s\"\n[[steps]]\nname = \"ping\"\nmethod = \"GET\"\npath = \"/ping\"\n",
+        server.url()
+    );
+    let file = scenario_file(dir.path(), "c.toml", &body);
+    let out = dir.path().join("s.json");
+    let output = run_bounded(stagecheck().arg("run").arg(&file).arg("-o").arg(&out).arg("-q"), Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    // 3 VUs × ~10 iterations/s × 2 s.
+    let n = server.seen().len();
+    assert!((48..=63).contains(&n), "server saw {n}");
+    assert_eq!(read_json(&out)["model"], "closed");
+}
