@@ -111,3 +111,33 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("invalid duration {s:?}: {e} (use e.g. 500ms, 30s, 2m)"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_as_users_write_them() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration(" 1h 30m "), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("soon").unwrap_err().contains("use e.g."));
+        assert!(parse_duration("10").is_err(), "a bare number is ambiguous");
+    }
+
+    proptest! {
+        #[test]
+        fn every_unit_round_trips(n in 0u64..100_000, unit in 0usize..4) {
+            let (suffix, scale) = [("ms", 1u64), ("s", 1000), ("m", 60_000), ("h", 3_600_000)][unit];
+            prop_assert_eq!(parse_duration(&format!("{n}{suffix}")), Ok(Duration::from_millis(n * scale)));
+        }
+
+        #[test]
+        fn never_panics(text in any::<String>()) {
+            let _ = parse_duration(&text);
+        }
+    }
+}

@@ -450,13 +450,31 @@ fn abort_on_fail_stops_the_run_early() {
     let file = scenario_file(dir.path(), "a.toml", &body);
     let out = dir.path().join("s.json");
     let started = std::time::Instant::now();
-    let output = run_bounded(stagecheck().arg("run").arg(&file).arg("-o").arg(&out).arg("-q"), Duration::from_secs(30));
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    let output = run_bounded(
+        stagecheck()
+            .arg("run")
+            .arg(&file)
+            .arg("-o")
+            .arg(&out)
+            .arg("-q"),
+        Duration::from_secs(30),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(output.status.code(), Some(1));
     let summary = read_json(&out);
     assert_eq!(summary["partial"], true);
-    assert_eq!(summary["stopped_by"], "threshold `error_rate < 1%` failed during the run");
-    assert_eq!(summary["totals"]["requests"].as_u64().unwrap() as usize, server.seen().len());
+    assert_eq!(
+        summary["stopped_by"],
+        "threshold `error_rate < 1%` failed during the run"
+    );
+    assert_eq!(
+        summary["totals"]["requests"].as_u64().unwrap() as usize,
+        server.seen().len()
+    );
 }
 
 #[test]
@@ -469,14 +487,27 @@ fn open_ramp_follows_the_profile() {
         server.url()
     );
     let file = scenario_file(dir.path(), "r.toml", &body);
-    let output = run_bounded(stagecheck().arg("run").arg(&file).arg("-q"), Duration::from_secs(30));
+    let output = run_bounded(
+        stagecheck().arg("run").arg(&file).arg("-q"),
+        Duration::from_secs(30),
+    );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let seen = server.seen();
-    assert!((seen.len() as i64 - 400).abs() <= 8, "server saw {}", seen.len());
+    assert!(
+        (seen.len() as i64 - 400).abs() <= 8,
+        "server saw {}",
+        seen.len()
+    );
     // Arrivals accelerate: the first second of the ramp carries a quarter of its 200.
     let first = seen[0].at;
-    let in_first_second = seen.iter().filter(|s| s.at.duration_since(first) < Duration::from_secs(1)).count();
-    assert!((35..=65).contains(&in_first_second), "{in_first_second} in the first second");
+    let in_first_second = seen
+        .iter()
+        .filter(|s| s.at.duration_since(first) < Duration::from_secs(1))
+        .count();
+    assert!(
+        (35..=65).contains(&in_first_second),
+        "{in_first_second} in the first second"
+    );
 }
 
 #[test]
@@ -489,7 +520,15 @@ fn closed_model_with_think_time_paces_each_vu() {
     );
     let file = scenario_file(dir.path(), "c.toml", &body);
     let out = dir.path().join("s.json");
-    let output = run_bounded(stagecheck().arg("run").arg(&file).arg("-o").arg(&out).arg("-q"), Duration::from_secs(30));
+    let output = run_bounded(
+        stagecheck()
+            .arg("run")
+            .arg(&file)
+            .arg("-o")
+            .arg(&out)
+            .arg("-q"),
+        Duration::from_secs(30),
+    );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     // 3 VUs × ~10 iterations/s × 2 s.
     let n = server.seen().len();
