@@ -27,6 +27,12 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Serve the local sandbox: API Gateway's data plane and the Lambda functions on moto.
     Sandbox(crate::sandbox::SandboxArgs),
+    /// Render a saved JSON summary again (terminal, HTML, JUnit, Markdown); exit code from its verdict.
+    Report(ReportArgs),
+    /// Compare a candidate summary with a baseline; exit 1 on a regression beyond the bounds.
+    Compare(CompareArgs),
+    /// Merge shards' JSON summaries exactly into one; thresholds are judged again on the result.
+    Merge(MergeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +108,71 @@ pub struct RunArgs {
     pub insecure: bool,
 
     /// No progress lines and no terminal report (errors still go to stderr).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub reports: ReportFiles,
+}
+
+/// Report files every command that ends with a summary can write.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ReportFiles {
+    /// Write a self-contained HTML report here (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Write a JUnit XML report here: one test case per check and threshold (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Write a Markdown summary here (`-` for stdout); also appended to $GITHUB_STEP_SUMMARY when set.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A JSON summary written by `run --out` or `merge --out`.
+    pub summary: PathBuf,
+
+    #[command(flatten)]
+    pub reports: ReportFiles,
+
+    /// No terminal report.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The JSON summary to compare against.
+    pub baseline: PathBuf,
+
+    /// The JSON summary being judged.
+    pub candidate: PathBuf,
+
+    /// Allowed worsening per metric, e.g. `p99=10%,p50=20%,error_rate=0.1%,rps=-5%`
+    /// (latencies: relative increase; error_rate: percentage points; rps: relative drop).
+    /// Default: p50=20%,p99=10%,error_rate=0.1%.
+    #[arg(long, value_name = "METRIC=LIMIT,…")]
+    pub max_regression: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Shards' JSON summaries of the same scenario.
+    #[arg(required = true)]
+    pub summaries: Vec<PathBuf>,
+
+    /// Write the merged JSON summary here (`-` for stdout).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: PathBuf,
+
+    #[command(flatten)]
+    pub reports: ReportFiles,
+
+    /// No terminal report.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }

@@ -11,6 +11,9 @@ fn main() -> ExitCode {
         Command::Sandbox(args) => {
             stagecheck::sandbox::main(args).map(|()| stagecheck::error::exit::PASS)
         }
+        Command::Report(args) => stagecheck::report::report(&args),
+        Command::Compare(args) => stagecheck::report::compare::compare(&args),
+        Command::Merge(args) => stagecheck::report::merge::command(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

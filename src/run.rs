@@ -1,13 +1,12 @@
 //! The `validate` and `run` commands: from arguments to a plan, a run, a
 //! summary, its outputs and the exit code.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::cli::{RunArgs, ValidateArgs};
 use crate::error::{Error, exit};
-use crate::report::terminal;
+use crate::report::{progress, terminal};
 use crate::scenario::{self, Overrides, TlsOptions};
 use crate::summary::{Detail, Summary};
 use crate::{Result, engine};
@@ -68,27 +67,22 @@ pub fn run(args: &RunArgs) -> Result<i32> {
                 source,
             })?;
     }
+    args.reports.check(json_to_stdout)?;
     let quiet = args.quiet;
     if !quiet {
         eprintln!("{}", terminal::run_header(&plan));
     }
-    let result = engine::run(plan.clone(), &mut |p| {
-        if !quiet {
-            eprintln!("{}", terminal::progress_line(p));
-        }
-    })?;
+    let mut live = progress::LiveProgress::new(quiet, plan.load.duration);
+    let result = engine::run(plan.clone(), &mut |p| live.update(p));
+    live.finish();
+    let result = result?;
     let summary = Summary::build(&plan, &result.metrics, &result.facts, Detail::Full);
     if let Some(out) = &args.out {
         write_json(&summary, out)?;
     }
+    args.reports.write(&summary)?;
     if !quiet {
-        let report = terminal::render(&summary, terminal::color_for_stdout());
-        if json_to_stdout {
-            eprint!("{report}");
-        } else {
-            print!("{report}");
-            let _ = std::io::stdout().flush();
-        }
+        crate::report::print_terminal(&summary, json_to_stdout || args.reports.to_stdout());
     }
     Ok(outcome(&summary))
 }
@@ -105,22 +99,5 @@ pub fn outcome(summary: &Summary) -> i32 {
 pub fn write_json(summary: &Summary, out: &Path) -> Result<()> {
     let text = serde_json::to_string_pretty(summary)
         .map_err(|e| Error::Runtime(format!("cannot encode the summary: {e}")))?;
-    if out == Path::new("-") {
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{text}").map_err(|source| Error::WriteFile {
-            path: out.to_path_buf(),
-            source,
-        })?;
-        return Ok(());
-    }
-    // Write beside and rename, so a crash never leaves half a summary.
-    let tmp = out.with_extension("json.tmp");
-    std::fs::write(&tmp, text + "\n").map_err(|source| Error::WriteFile {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, out).map_err(|source| Error::WriteFile {
-        path: out.to_path_buf(),
-        source,
-    })
+    crate::report::write_output(out, &(text + "\n"))
 }

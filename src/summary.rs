@@ -31,6 +31,9 @@ pub struct Summary {
     pub stopped_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,
+    /// For a merged summary: the runs it was merged from (`run_id` and shard).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
     pub totals: Totals,
     pub steps: Vec<StepSummary>,
     pub checks: ChecksSummary,
@@ -119,6 +122,10 @@ pub struct TimelinePoint {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub steps: Vec<StepPoint>,
+    /// This second's latency histogram, all steps (µs, as `Totals::histogram`),
+    /// so shards' seconds merge exactly; absent in older summaries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,7 +138,8 @@ pub struct StepPoint {
 
 impl TimelinePoint {
     pub fn from_delta(t: u64, delta: &Metrics) -> TimelinePoint {
-        let all = LatencySummary::from_histogram_us(&delta.overall_latency());
+        let overall = delta.overall_latency();
+        let all = LatencySummary::from_histogram_us(&overall);
         TimelinePoint {
             t,
             requests: delta.requests(),
@@ -151,6 +159,7 @@ impl TimelinePoint {
                     }
                 })
                 .collect(),
+            histogram: (!overall.is_empty()).then(|| encode_histogram(&overall)),
         }
     }
 }
@@ -233,6 +242,7 @@ impl Summary {
             partial: facts.partial,
             stopped_by: facts.stopped_by.clone(),
             shard: plan.shard.label(),
+            merged_from: Vec::new(),
             totals: Totals {
                 requests: metrics.requests(),
                 failed: metrics.failed(),

@@ -1,2 +1,174 @@
-//! Reports.
+//! Reports: every format is rendered from one [`Summary`]. This module owns
+//! what they share: reading a saved summary, writing output files atomically,
+//! the `--html/--junit/--markdown` set, and the `report` command.
+
+pub mod compare;
+pub mod html;
+pub mod junit;
+pub mod markdown;
+pub mod merge;
+pub mod progress;
 pub mod terminal;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::Result;
+use crate::cli::{ReportArgs, ReportFiles};
+use crate::error::Error;
+use crate::summary::Summary;
+
+/// GitHub Actions sets this to a file whose Markdown is shown on the run's page.
+pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+
+/// Reads a summary written by `run --out` (or `merge --out`).
+pub fn load_summary(path: &Path) -> Result<Summary> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::Usage(format!(
+            "{}: not a stagecheck summary (write one with `stagecheck run --out FILE`): {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Writes `contents` to `path`, or to stdout when `path` is `-`. A file is
+/// written beside and renamed, so a crash never leaves half a report.
+pub fn write_output(path: &Path, contents: &str) -> Result<()> {
+    if path == Path::new("-") {
+        let mut stdout = std::io::stdout().lock();
+        return stdout
+            .write_all(contents.as_bytes())
+            .and_then(|()| stdout.flush())
+            .map_err(|source| Error::WriteFile {
+                path: path.to_path_buf(),
+                source,
+            });
+    }
+    let tmp = temp_path(path);
+    std::fs::write(&tmp, contents).map_err(|source| Error::WriteFile {
+        path: tmp.clone(),
+        source,
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::WriteFile {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Finds out before minutes of load, not after, that a report cannot be
+/// written: creates and removes the temporary file beside it.
+pub fn check_writable(path: &Path) -> Result<()> {
+    if path == Path::new("-") {
+        return Ok(());
+    }
+    let tmp = temp_path(path);
+    std::fs::File::create(&tmp).map_err(|source| Error::WriteFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let _ = std::fs::remove_file(&tmp);
+    Ok(())
+}
+
+impl ReportFiles {
+    fn files(&self) -> impl Iterator<Item = &Path> {
+        [&self.html, &self.junit, &self.markdown]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+    }
+
+    /// Whether one of the reports goes to stdout (the terminal report then
+    /// goes to stderr).
+    pub fn to_stdout(&self) -> bool {
+        self.files().any(|p| p == Path::new("-"))
+    }
+
+    /// Rejects two outputs on stdout and unwritable files, before any work.
+    /// `json_to_stdout`: the JSON summary is already going to stdout.
+    pub fn check(&self, json_to_stdout: bool) -> Result<()> {
+        let on_stdout =
+            self.files().filter(|p| *p == Path::new("-")).count() + usize::from(json_to_stdout);
+        if on_stdout > 1 {
+            return Err(Error::Usage(
+                "only one output can go to stdout (`-`); give the others file names".to_string(),
+            ));
+        }
+        self.files().try_for_each(check_writable)
+    }
+
+    /// Writes every requested report, and appends the Markdown to
+    /// `$GITHUB_STEP_SUMMARY` when GitHub Actions set it.
+    pub fn write(&self, summary: &Summary) -> Result<()> {
+        if let Some(path) = &self.html {
+            write_output(path, &html::render(summary))?;
+        }
+        if let Some(path) = &self.junit {
+            write_output(path, &junit::render(summary))?;
+        }
+        if let Some(path) = &self.markdown {
+            write_output(path, &markdown::render(summary))?;
+        }
+        if let Some(path) = std::env::var_os(GITHUB_STEP_SUMMARY).filter(|p| !p.is_empty()) {
+            append(Path::new(&path), &markdown::render(summary))?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends rather than replaces: every step of a job adds to the same page.
+fn append(path: &Path, text: &str) -> Result<()> {
+    let error = |source| Error::WriteFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(error)?;
+    file.write_all(format!("{text}\n").as_bytes())
+        .map_err(error)
+}
+
+/// Prints the terminal report to stdout, or to stderr when stdout carries a
+/// machine-readable output.
+pub fn print_terminal(summary: &Summary, stdout_taken: bool) {
+    if stdout_taken {
+        eprint!(
+            "{}",
+            terminal::render(summary, terminal::color_for_stderr())
+        );
+    } else {
+        print!(
+            "{}",
+            terminal::render(summary, terminal::color_for_stdout())
+        );
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// `stagecheck report SUMMARY.json`: renders a saved summary again; the exit
+/// code is the summary's own verdict.
+pub fn report(args: &ReportArgs) -> Result<i32> {
+    args.reports.check(false)?;
+    let summary = load_summary(&args.summary)?;
+    args.reports.write(&summary)?;
+    if !args.quiet {
+        print_terminal(&summary, args.reports.to_stdout());
+    }
+    Ok(crate::run::outcome(&summary))
+}

@@ -1,0 +1,664 @@
+//! Merging shards' summaries into one, exactly: histograms are decoded and
+//! added bucket by bucket, counts summed, seconds aligned by `t`, and the
+//! thresholds judged again on the merged numbers. Also the `merge` command.
+//!
+//! Two figures cannot be merged exactly because the summary keeps only their
+//! numbers, not a histogram: `schedule_lag_ms` (the slowest shard's
+//! percentiles are kept, an upper bound) and a timeline point's per-step
+//! p50/p99 (request-weighted p50, highest p99). A timeline point's overall
+//! p50/p99 is exact when every shard saved that second's histogram (summaries
+//! from this version on do).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+
+use crate::cli::MergeArgs;
+use crate::error::Error;
+use crate::metrics::{
+    ErrorCounts, LatencySummary, decode_histogram, encode_histogram, new_histogram,
+};
+use crate::summary::{
+    ChecksSummary, StepPoint, StepSummary, Summary, TimelinePoint, Totals, rfc3339,
+};
+use crate::thresholds::{self, Threshold};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot merge: {0}")]
+pub struct MergeError(pub String);
+
+/// `stagecheck merge A.json B.json … --out M.json`.
+pub fn command(args: &MergeArgs) -> crate::Result<i32> {
+    let json_to_stdout = args.out == Path::new("-");
+    args.reports.check(json_to_stdout)?;
+    crate::report::check_writable(&args.out)?;
+    let parts = args
+        .summaries
+        .iter()
+        .map(|path| crate::report::load_summary(path))
+        .collect::<crate::Result<Vec<_>>>()?;
+    let merged = merge(&parts).map_err(|e| {
+        let files: Vec<String> = args
+            .summaries
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        Error::Usage(format!("{e} (files, in order: {})", files.join(", ")))
+    })?;
+    crate::run::write_json(&merged, &args.out)?;
+    args.reports.write(&merged)?;
+    if !args.quiet {
+        crate::report::print_terminal(&merged, json_to_stdout || args.reports.to_stdout());
+    }
+    Ok(crate::run::outcome(&merged))
+}
+
+/// Merges summaries of one scenario (normally its shards) into one.
+pub fn merge(parts: &[Summary]) -> Result<Summary, MergeError> {
+    let Some((first, rest)) = parts.split_first() else {
+        return Err(MergeError("no summaries given".to_string()));
+    };
+    for (i, other) in rest.iter().enumerate() {
+        same_scenario(first, other, i + 2)?;
+    }
+    let missing_shards = check_shards(parts)?;
+
+    let duration_s = parts.iter().map(|p| p.duration_s).fold(0.0, f64::max);
+    let secs = duration_s.max(1e-9);
+    let steps = (0..first.steps.len())
+        .map(|i| merge_step(parts, i, secs))
+        .collect::<Result<Vec<_>, _>>()?;
+    let overall = add_histograms(parts.iter().map(|p| (&p.totals.histogram, describe(p))))?;
+    let sum = |f: fn(&Totals) -> u64| parts.iter().map(|p| f(&p.totals)).sum::<u64>();
+    let requests = sum(|t| t.requests);
+    let totals = Totals {
+        requests,
+        failed: sum(|t| t.failed),
+        rps: requests as f64 / secs,
+        target_rate: first.totals.target_rate,
+        iterations: sum(|t| t.iterations),
+        dropped_iterations: sum(|t| t.dropped_iterations),
+        interrupted_iterations: sum(|t| t.interrupted_iterations),
+        errors: add_errors(parts.iter().map(|p| &p.totals.errors)),
+        latency_ms: LatencySummary::from_histogram_us(&overall),
+        schedule_lag_ms: slowest(
+            parts
+                .iter()
+                .map(|p| (&p.totals.schedule_lag_ms, p.totals.iterations)),
+        ),
+        histogram: encode_histogram(&overall),
+    };
+
+    let mut checks = first.checks.clone();
+    for (i, detail) in checks.details.iter_mut().enumerate() {
+        for other in rest {
+            let theirs = &other.checks.details[i];
+            detail.passed += theirs.passed;
+            detail.failed += theirs.failed;
+            if detail.example_failure.is_none() {
+                detail.example_failure.clone_from(&theirs.example_failure);
+            }
+        }
+    }
+    checks = ChecksSummary {
+        passed: checks.details.iter().map(|c| c.passed).sum(),
+        failed: checks.details.iter().map(|c| c.failed).sum(),
+        details: checks.details,
+    };
+
+    let mut stopped_by: Vec<String> = Vec::new();
+    for reason in parts.iter().filter_map(|p| p.stopped_by.clone()) {
+        if !stopped_by.contains(&reason) {
+            stopped_by.push(reason);
+        }
+    }
+    if let Some(missing) = &missing_shards {
+        stopped_by.push(missing.clone());
+    }
+    let mut run_ids: Vec<&str> = Vec::new();
+    for p in parts {
+        for id in p.run_id.split('+') {
+            if !run_ids.contains(&id) {
+                run_ids.push(id);
+            }
+        }
+    }
+
+    let mut merged = Summary {
+        version: first.version,
+        scenario: first.scenario.clone(),
+        scenario_file: first.scenario_file.clone(),
+        stage: first.stage.clone(),
+        base_url: first.base_url.clone(),
+        run_id: run_ids.join("+"),
+        model: first.model.clone(),
+        started_at: earliest(parts.iter().map(|p| p.started_at.as_str())),
+        duration_s,
+        partial: parts.iter().any(|p| p.partial) || missing_shards.is_some(),
+        stopped_by: (!stopped_by.is_empty()).then(|| stopped_by.join("; ")),
+        shard: None,
+        merged_from: parts
+            .iter()
+            .flat_map(|p| {
+                if p.merged_from.is_empty() {
+                    vec![describe(p)]
+                } else {
+                    p.merged_from.clone()
+                }
+            })
+            .collect(),
+        totals,
+        steps,
+        checks,
+        thresholds: Vec::new(),
+        timeline: merge_timeline(parts)?,
+        passed: true,
+    };
+    rejudge(&mut merged, &first.thresholds)?;
+    Ok(merged)
+}
+
+/// Parses the rules again from their text and evaluates them on `summary`,
+/// as the run did at its end.
+fn rejudge(
+    summary: &mut Summary,
+    rules: &[crate::summary::ThresholdResult],
+) -> Result<(), MergeError> {
+    let step_names: Vec<String> = summary.steps.iter().map(|s| s.name.clone()).collect();
+    let rules = rules
+        .iter()
+        .map(|r| {
+            Threshold::parse(&r.expr, &step_names)
+                .map(|mut rule| {
+                    rule.implicit = r.implicit;
+                    rule
+                })
+                .map_err(|e| MergeError(format!("threshold {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    summary.thresholds = thresholds::evaluate(&rules, summary);
+    summary.passed = summary.thresholds.iter().all(|t| t.ok);
+    Ok(())
+}
+
+/// `run sc… (shard 1/2)`: how a part is named in messages and `merged_from`.
+fn describe(s: &Summary) -> String {
+    match &s.shard {
+        Some(shard) => format!("{} shard {shard}", s.run_id),
+        None => s.run_id.clone(),
+    }
+}
+
+fn same_scenario(first: &Summary, other: &Summary, n: usize) -> Result<(), MergeError> {
+    let differ = |what: &str, a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| {
+        Err(MergeError(format!(
+            "summary 1 and summary {n} are not shards of one run: {what} {a:?} vs {b:?}"
+        )))
+    };
+    if first.scenario != other.scenario {
+        return differ("scenario", &first.scenario, &other.scenario);
+    }
+    if first.stage != other.stage {
+        return differ("stage", &first.stage, &other.stage);
+    }
+    if first.model != other.model {
+        return differ("load model", &first.model, &other.model);
+    }
+    let steps = |s: &Summary| -> Vec<String> {
+        s.steps
+            .iter()
+            .map(|st| format!("{} {} {}", st.name, st.method, st.path))
+            .collect()
+    };
+    if steps(first) != steps(other) {
+        return differ("steps", &steps(first), &steps(other));
+    }
+    let checks = |s: &Summary| -> Vec<String> {
+        s.checks
+            .details
+            .iter()
+            .map(|c| format!("{}: {}", c.step, c.name))
+            .collect()
+    };
+    if checks(first) != checks(other) {
+        return differ("checks", &checks(first), &checks(other));
+    }
+    let rules =
+        |s: &Summary| -> Vec<String> { s.thresholds.iter().map(|t| t.expr.clone()).collect() };
+    if rules(first) != rules(other) {
+        return differ("thresholds", &rules(first), &rules(other));
+    }
+    Ok(())
+}
+
+/// Shards must come from one split (same N, each I once); whole runs may be
+/// merged with each other but not with shards. Returns why the merge is
+/// incomplete when shards are missing.
+fn check_shards(parts: &[Summary]) -> Result<Option<String>, MergeError> {
+    let mut seen_runs: Vec<String> = Vec::new();
+    for p in parts {
+        let id = describe(p);
+        if seen_runs.contains(&id) {
+            return Err(MergeError(format!("{id} is given twice")));
+        }
+        seen_runs.push(id);
+    }
+    let labels: Vec<Option<(u32, u32)>> = parts
+        .iter()
+        .map(|p| p.shard.as_deref().and_then(parse_shard))
+        .collect();
+    if labels.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let Some(shards) = labels.iter().copied().collect::<Option<Vec<_>>>() else {
+        return Err(MergeError(
+            "some summaries are shards (--shard I/N) and some are not".to_string(),
+        ));
+    };
+    let count = shards[0].1;
+    if let Some((_, other)) = shards.iter().find(|(_, n)| *n != count) {
+        return Err(MergeError(format!(
+            "shards of different splits: /{count} and /{other}"
+        )));
+    }
+    let mut indexes: Vec<u32> = shards.iter().map(|(i, _)| *i).collect();
+    indexes.sort_unstable();
+    if let Some(w) = indexes.windows(2).find(|w| w[0] == w[1]) {
+        return Err(MergeError(format!(
+            "shard {}/{count} is given twice (from two runs)",
+            w[0]
+        )));
+    }
+    let missing: Vec<String> = (1..=count)
+        .filter(|i| !indexes.contains(i))
+        .map(|i| format!("{i}/{count}"))
+        .collect();
+    Ok((!missing.is_empty()).then(|| {
+        format!(
+            "merged {} of {count} shards (missing {})",
+            indexes.len(),
+            missing.join(", ")
+        )
+    }))
+}
+
+fn parse_shard(label: &str) -> Option<(u32, u32)> {
+    let (i, n) = label.split_once('/')?;
+    Some((i.trim().parse().ok()?, n.trim().parse().ok()?))
+}
+
+fn merge_step(parts: &[Summary], i: usize, secs: f64) -> Result<StepSummary, MergeError> {
+    fn step_of(p: &Summary, i: usize) -> &StepSummary {
+        &p.steps[i]
+    }
+    let mine = |p| step_of(p, i);
+    let first = mine(&parts[0]);
+    let latency = add_histograms(parts.iter().map(|p| (&mine(p).histogram, describe(p))))?;
+    let service = add_histograms(
+        parts
+            .iter()
+            .map(|p| (&mine(p).service_histogram, describe(p))),
+    )?;
+    let mut status = BTreeMap::new();
+    for p in parts {
+        for (code, n) in &mine(p).status {
+            *status.entry(code.clone()).or_insert(0) += n;
+        }
+    }
+    let requests = parts.iter().map(|p| mine(p).requests).sum::<u64>();
+    Ok(StepSummary {
+        name: first.name.clone(),
+        method: first.method.clone(),
+        path: first.path.clone(),
+        requests,
+        failed: parts.iter().map(|p| mine(p).failed).sum(),
+        rps: requests as f64 / secs,
+        status,
+        errors: add_errors(parts.iter().map(|p| &mine(p).errors)),
+        latency_ms: LatencySummary::from_histogram_us(&latency),
+        service_time_ms: LatencySummary::from_histogram_us(&service),
+        histogram: encode_histogram(&latency),
+        service_histogram: encode_histogram(&service),
+    })
+}
+
+/// Adds serialized histograms; `who` names the part in an error.
+fn add_histograms<'a>(
+    encoded: impl Iterator<Item = (&'a String, String)>,
+) -> Result<Histogram<u64>, MergeError> {
+    let mut sum = new_histogram();
+    for (text, who) in encoded {
+        let hist = decode_histogram(text).map_err(|e| {
+            MergeError(format!(
+                "{who}: {e} (merge needs summaries written by `run --out`)"
+            ))
+        })?;
+        sum.add(hist)
+            .map_err(|e| MergeError(format!("{who}: histogram out of range: {e:?}")))?;
+    }
+    Ok(sum)
+}
+
+fn add_errors<'a>(parts: impl Iterator<Item = &'a ErrorCounts>) -> ErrorCounts {
+    parts.fold(ErrorCounts::default(), |acc, e| ErrorCounts {
+        connect: acc.connect + e.connect,
+        timeout: acc.timeout + e.timeout,
+        io: acc.io + e.io,
+    })
+}
+
+/// Without histograms, the slowest part's percentiles: an upper bound.
+fn slowest<'a>(parts: impl Iterator<Item = (&'a LatencySummary, u64)>) -> LatencySummary {
+    let parts: Vec<_> = parts.filter(|(_, n)| *n > 0).collect();
+    let weight: u64 = parts.iter().map(|(_, n)| n).sum();
+    let Some(first) = parts.first() else {
+        return LatencySummary::default();
+    };
+    let mut out = *first.0;
+    for (l, _) in &parts[1..] {
+        out.min = out.min.min(l.min);
+        out.p50 = out.p50.max(l.p50);
+        out.p90 = out.p90.max(l.p90);
+        out.p95 = out.p95.max(l.p95);
+        out.p99 = out.p99.max(l.p99);
+        out.p999 = out.p999.max(l.p999);
+        out.max = out.max.max(l.max);
+    }
+    out.mean = parts.iter().map(|(l, n)| l.mean * *n as f64).sum::<f64>() / weight as f64;
+    out
+}
+
+fn merge_timeline(parts: &[Summary]) -> Result<Vec<TimelinePoint>, MergeError> {
+    let mut seconds: BTreeMap<u64, Vec<&TimelinePoint>> = BTreeMap::new();
+    for p in parts {
+        for point in &p.timeline {
+            seconds.entry(point.t).or_default().push(point);
+        }
+    }
+    seconds
+        .into_iter()
+        .map(|(t, points)| merge_second(t, &points))
+        .collect()
+}
+
+fn merge_second(t: u64, points: &[&TimelinePoint]) -> Result<TimelinePoint, MergeError> {
+    let requests = points.iter().map(|p| p.requests).sum::<u64>();
+    let weighted = |pairs: &mut dyn Iterator<Item = (f64, u64)>| {
+        let (sum, n) = pairs.fold((0.0, 0u64), |(s, w), (v, n)| (s + v * n as f64, w + n));
+        if n == 0 { 0.0 } else { sum / n as f64 }
+    };
+    // A second with no requests carries no histogram: it adds nothing.
+    let with_requests: Vec<&&TimelinePoint> = points.iter().filter(|p| p.requests > 0).collect();
+    let exact = with_requests.iter().all(|p| p.histogram.is_some());
+    let (p50_ms, p99_ms, histogram) = if exact && !with_requests.is_empty() {
+        let hist = add_histograms(with_requests.iter().filter_map(|p| {
+            p.histogram
+                .as_ref()
+                .map(|h| (h, format!("timeline second {t}")))
+        }))?;
+        let l = LatencySummary::from_histogram_us(&hist);
+        (l.p50, l.p99, Some(encode_histogram(&hist)))
+    } else {
+        (
+            weighted(&mut points.iter().map(|p| (p.p50_ms, p.requests))),
+            points.iter().map(|p| p.p99_ms).fold(0.0, f64::max),
+            None,
+        )
+    };
+    let step_count = points.iter().map(|p| p.steps.len()).max().unwrap_or(0);
+    let steps = (0..step_count)
+        .map(|i| {
+            let mine: Vec<&StepPoint> = points.iter().filter_map(|p| p.steps.get(i)).collect();
+            StepPoint {
+                requests: mine.iter().map(|s| s.requests).sum(),
+                errors: mine.iter().map(|s| s.errors).sum(),
+                p50_ms: weighted(&mut mine.iter().map(|s| (s.p50_ms, s.requests))),
+                p99_ms: mine.iter().map(|s| s.p99_ms).fold(0.0, f64::max),
+            }
+        })
+        .collect();
+    Ok(TimelinePoint {
+        t,
+        requests,
+        errors: points.iter().map(|p| p.errors).sum(),
+        p50_ms,
+        p99_ms,
+        steps,
+        histogram,
+    })
+}
+
+/// The earliest RFC 3339 time; text that does not parse is kept only when
+/// nothing parses.
+fn earliest<'a>(times: impl Iterator<Item = &'a str>) -> String {
+    let times: Vec<&str> = times.collect();
+    times
+        .iter()
+        .filter_map(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .min()
+        .map(|t| rfc3339(t.into()))
+        .unwrap_or_else(|| times.first().map(|t| t.to_string()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::summary::{CheckSummary, ThresholdResult};
+    use proptest::prelude::*;
+
+    /// A one-step summary whose histograms hold `latencies_us`.
+    fn summary(latencies_us: &[u64], shard: Option<&str>, t0: u64) -> Summary {
+        let mut hist = new_histogram();
+        for v in latencies_us {
+            hist.record(*v).unwrap();
+        }
+        let latency = LatencySummary::from_histogram_us(&hist);
+        let n = latencies_us.len() as u64;
+        let point = |t| TimelinePoint {
+            t,
+            requests: n,
+            errors: 0,
+            p50_ms: latency.p50,
+            p99_ms: latency.p99,
+            steps: vec![StepPoint {
+                requests: n,
+                errors: 0,
+                p50_ms: latency.p50,
+                p99_ms: latency.p99,
+            }],
+            histogram: (n > 0).then(|| encode_histogram(&hist)),
+        };
+        Summary {
+            version: 1,
+            scenario: "s".into(),
+            scenario_file: "s.toml".into(),
+            stage: "test".into(),
+            base_url: "http://127.0.0.1:1/test".into(),
+            run_id: format!("sc{}", shard.unwrap_or("x")),
+            model: "open".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            duration_s: 2.0,
+            partial: false,
+            stopped_by: None,
+            shard: shard.map(str::to_string),
+            merged_from: Vec::new(),
+            totals: Totals {
+                requests: n,
+                failed: 0,
+                rps: n as f64 / 2.0,
+                target_rate: Some(10.0),
+                iterations: n,
+                dropped_iterations: 0,
+                interrupted_iterations: 0,
+                errors: ErrorCounts::default(),
+                latency_ms: latency,
+                schedule_lag_ms: LatencySummary::default(),
+                histogram: encode_histogram(&hist),
+            },
+            steps: vec![StepSummary {
+                name: "get".into(),
+                method: "GET".into(),
+                path: "/".into(),
+                requests: n,
+                failed: 0,
+                rps: n as f64 / 2.0,
+                status: BTreeMap::from([("200".to_string(), n)]),
+                errors: ErrorCounts::default(),
+                latency_ms: latency,
+                service_time_ms: latency,
+                histogram: encode_histogram(&hist),
+                service_histogram: encode_histogram(&hist),
+            }],
+            checks: ChecksSummary {
+                passed: n,
+                failed: 0,
+                details: vec![CheckSummary {
+                    step: "get".into(),
+                    name: "status in [200]".into(),
+                    passed: n,
+                    failed: 0,
+                    example_failure: None,
+                }],
+            },
+            thresholds: vec![ThresholdResult {
+                expr: "p99 < 50ms".into(),
+                ok: true,
+                actual: Some(latency.p99),
+                implicit: false,
+            }],
+            timeline: vec![point(t0), point(t0 + 1)],
+            passed: true,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn merging_any_split_equals_the_summary_of_all_samples(
+            values in proptest::collection::vec(1u64..100_000_000, 0..300),
+            cut in 0usize..300,
+        ) {
+            let cut = cut.min(values.len());
+            let merged = merge(&[
+                summary(&values[..cut], Some("1/2"), 0),
+                summary(&values[cut..], Some("2/2"), 0),
+            ]).unwrap();
+            let all = summary(&values, None, 0);
+            prop_assert_eq!(merged.totals.requests, all.totals.requests);
+            prop_assert_eq!(merged.totals.latency_ms, all.totals.latency_ms);
+            prop_assert_eq!(merged.steps[0].latency_ms, all.steps[0].latency_ms);
+            prop_assert_eq!(merged.steps[0].service_time_ms, all.steps[0].service_time_ms);
+            let back = decode_histogram(&merged.totals.histogram).unwrap();
+            prop_assert_eq!(back.len(), values.len() as u64);
+            prop_assert_eq!(merged.timeline[0].p99_ms, all.timeline[0].p99_ms);
+            prop_assert_eq!(merged.timeline[0].p50_ms, all.timeline[0].p50_ms);
+            prop_assert_eq!(merged.thresholds[0].ok, all.totals.latency_ms.p99 < 50.0);
+            prop_assert_eq!(merged.passed, merged.thresholds[0].ok);
+            prop_assert!(!merged.partial);
+        }
+    }
+
+    #[test]
+    fn thresholds_are_judged_on_the_merged_numbers() {
+        // Each shard alone is under 50 ms at p99; together they are not.
+        let fast: Vec<u64> = vec![1_000; 99];
+        let slow: Vec<u64> = vec![90_000; 5];
+        let a = summary(&fast, Some("1/2"), 0);
+        let b = summary(&slow, Some("2/2"), 0);
+        let merged = merge(&[a, b]).unwrap();
+        assert!(!merged.passed);
+        assert_eq!(merged.thresholds[0].expr, "p99 < 50ms");
+        assert!(merged.thresholds[0].actual.unwrap() > 50.0);
+        assert_eq!(merged.merged_from, ["sc1/2 shard 1/2", "sc2/2 shard 2/2"]);
+        assert_eq!(merged.run_id, "sc1/2+sc2/2");
+    }
+
+    #[test]
+    fn seconds_are_aligned_by_t() {
+        let merged = merge(&[
+            summary(&[1_000, 2_000], Some("1/2"), 0),
+            summary(&[3_000], Some("2/2"), 1),
+        ])
+        .unwrap();
+        let requests: Vec<(u64, u64)> = merged.timeline.iter().map(|p| (p.t, p.requests)).collect();
+        assert_eq!(requests, [(0, 2), (1, 3), (2, 1)]);
+        assert_eq!(merged.timeline[1].steps[0].requests, 3);
+        assert!(merged.timeline[1].histogram.is_some());
+    }
+
+    #[test]
+    fn refuses_what_is_not_one_run() {
+        let a = summary(&[1_000], Some("1/2"), 0);
+        let mut other = summary(&[1_000], Some("2/2"), 0);
+        other.scenario = "other".into();
+        assert!(
+            merge(&[a.clone(), other])
+                .unwrap_err()
+                .0
+                .contains("scenario")
+        );
+        let mut renamed = summary(&[1_000], Some("2/2"), 0);
+        renamed.steps[0].name = "got".into();
+        assert!(
+            merge(&[a.clone(), renamed])
+                .unwrap_err()
+                .0
+                .contains("steps")
+        );
+        assert!(
+            merge(&[a.clone(), a.clone()])
+                .unwrap_err()
+                .0
+                .contains("twice")
+        );
+        let third = summary(&[1_000], Some("2/3"), 0);
+        assert!(
+            merge(&[a.clone(), third])
+                .unwrap_err()
+                .0
+                .contains("different splits")
+        );
+        let whole = summary(&[1_000], None, 0);
+        assert!(merge(&[a, whole]).unwrap_err().0.contains("some are not"));
+        assert!(merge(&[]).is_err());
+    }
+
+    #[test]
+    fn missing_shards_make_a_partial_result() {
+        let merged = merge(&[
+            summary(&[1_000], Some("1/3"), 0),
+            summary(&[1_000], Some("3/3"), 0),
+        ])
+        .unwrap();
+        assert!(merged.partial);
+        assert_eq!(
+            merged.stopped_by.as_deref(),
+            Some("merged 2 of 3 shards (missing 2/3)")
+        );
+    }
+
+    #[test]
+    fn older_timelines_without_histograms_are_approximated() {
+        let mut a = summary(&[1_000, 1_000, 1_000], Some("1/2"), 0);
+        let mut b = summary(&[9_000], Some("2/2"), 0);
+        for p in a.timeline.iter_mut().chain(b.timeline.iter_mut()) {
+            p.histogram = None;
+        }
+        let merged = merge(&[a, b]).unwrap();
+        // Request-weighted p50 (3 × 1 ms and 1 × 9 ms), the highest p99; HDR
+        // buckets round 9 ms up by a few µs.
+        assert!((merged.timeline[0].p50_ms - 3.0).abs() < 0.01);
+        assert!((merged.timeline[0].p99_ms - 9.0).abs() < 0.01);
+        assert!(merged.timeline[0].histogram.is_none());
+    }
+
+    #[test]
+    fn earliest_start_wins() {
+        assert_eq!(
+            earliest(["2026-01-01T00:00:01Z", "2026-01-01T00:00:00.5Z"].into_iter()),
+            "2026-01-01T00:00:00.5Z"
+        );
+    }
+}
