@@ -29,7 +29,10 @@ pub fn root() -> PathBuf {
 
 pub fn stagecheck() -> Command {
     let mut cmd = Command::new(bin());
-    cmd.env("NO_COLOR", "1").stdin(Stdio::null());
+    // A test's run must not write onto the CI job's own summary page.
+    cmd.env("NO_COLOR", "1")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .stdin(Stdio::null());
     cmd
 }
 
@@ -98,6 +101,8 @@ pub struct ServerState {
     pub users: Mutex<HashMap<String, serde_json::Value>>,
     pub first: Mutex<Option<Instant>>,
     pub stall: Mutex<Option<Stall>>,
+    /// Every answer waits this long (a slower release of the same service).
+    pub delay: Mutex<Option<Duration>>,
 }
 
 /// A user-service-like HTTP server on 127.0.0.1:0 that records every request:
@@ -116,6 +121,13 @@ impl TestServer {
 
     pub fn with_stall(stall: Stall) -> TestServer {
         Self::start_with(Some(stall), None)
+    }
+
+    /// Answers every request after a fixed delay.
+    pub fn with_delay(delay: Duration) -> TestServer {
+        let server = Self::start_with(None, None);
+        *server.state.delay.lock().unwrap() = Some(delay);
+        server
     }
 
     /// Serves HTTPS with the given certificate and key (PEM).
@@ -205,6 +217,10 @@ async fn handle(State(state): State<Arc<ServerState>>, request: Request) -> Resp
         if ready >= from && ready < to {
             tokio::time::sleep_until(to.into()).await;
         }
+    }
+    let delay = *state.delay.lock().unwrap();
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
     }
     answer
 }
