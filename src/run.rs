@@ -55,7 +55,11 @@ pub fn overrides(args: &RunArgs) -> Overrides {
         isolate_from: args.isolate_from.clone(),
         cleanup: args.cleanup,
         logs_deadline: args.logs_deadline,
-        aws: AwsOptions { region: args.region.clone(), profile: args.profile.clone(), endpoint: args.aws_endpoint.clone() },
+        aws: AwsOptions {
+            region: args.region.clone(),
+            profile: args.profile.clone(),
+            endpoint: args.aws_endpoint.clone(),
+        },
     }
 }
 

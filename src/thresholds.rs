@@ -44,7 +44,13 @@ pub enum Metric {
 impl Metric {
     /// Read from backend verification, which exists only after the traffic.
     pub fn is_verification(self) -> bool {
-        matches!(self, Metric::MissingWrites | Metric::MismatchedWrites | Metric::MissingInvocations | Metric::IsolationLeaks)
+        matches!(
+            self,
+            Metric::MissingWrites
+                | Metric::MismatchedWrites
+                | Metric::MissingInvocations
+                | Metric::IsolationLeaks
+        )
     }
 }
 
@@ -213,11 +219,19 @@ impl Threshold {
             Metric::Requests => requests as f64,
             Metric::Failed => failed as f64,
             Metric::MissingWrites => summary.verify.as_ref()?.dynamodb.as_ref()?.missing as f64,
-            Metric::MismatchedWrites => summary.verify.as_ref()?.dynamodb.as_ref()?.mismatched as f64,
-            Metric::MissingInvocations => summary.verify.as_ref()?.logs.as_ref()?.missing as f64,
-            Metric::IsolationLeaks => {
-                summary.verify.as_ref()?.isolation.as_ref()?.leaks.iter().map(|l| l.count).sum::<u64>() as f64
+            Metric::MismatchedWrites => {
+                summary.verify.as_ref()?.dynamodb.as_ref()?.mismatched as f64
             }
+            Metric::MissingInvocations => summary.verify.as_ref()?.logs.as_ref()?.missing as f64,
+            Metric::IsolationLeaks => summary
+                .verify
+                .as_ref()?
+                .isolation
+                .as_ref()?
+                .leaks
+                .iter()
+                .map(|l| l.count)
+                .sum::<u64>() as f64,
             Metric::Rps => match &self.step {
                 None => summary.totals.rps,
                 Some(name) => summary

@@ -90,8 +90,18 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
         };
         // Unique per request and led by the run id, so one quoted filter
         // pattern finds all of a run's log lines.
-        let correlation_id = plan.verify.correlation_header.as_ref().map(|_| format!("{}-{}-{}", plan.run_id, due.seq, index));
-        let request = match build_request(plan, step, &request_vars, cx.user_agent, correlation_id.as_deref()) {
+        let correlation_id = plan
+            .verify
+            .correlation_header
+            .as_ref()
+            .map(|_| format!("{}-{}-{}", plan.run_id, due.seq, index));
+        let request = match build_request(
+            plan,
+            step,
+            &request_vars,
+            cx.user_agent,
+            correlation_id.as_deref(),
+        ) {
             Some(r) => r,
             None => {
                 // A rendered value is not valid in a request (e.g. a newline in a header).
@@ -177,8 +187,16 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
             if let (true, false, Some(writes)) = (cx.record.writes, failed, &step.writes) {
                 metrics.records.writes.push(WriteRecord {
                     step: index,
-                    key: writes.key.iter().map(|(name, v)| (name.clone(), json_text(&render_expected(v, &vars)))).collect(),
-                    attributes: writes.attributes.iter().map(|(name, v)| (name.clone(), render_expected(v, &vars))).collect(),
+                    key: writes
+                        .key
+                        .iter()
+                        .map(|(name, v)| (name.clone(), json_text(&render_expected(v, &vars))))
+                        .collect(),
+                    attributes: writes
+                        .attributes
+                        .iter()
+                        .map(|(name, v)| (name.clone(), render_expected(v, &vars)))
+                        .collect(),
                     correlation_id: correlation_id.clone(),
                     request_id: request_id(&answer),
                 });
@@ -200,7 +218,11 @@ fn reached_function(status: u16) -> bool {
 }
 
 fn request_id(answer: &Answer) -> Option<String> {
-    answer.headers.get("x-amzn-requestid").and_then(|v| v.to_str().ok()).map(str::to_string)
+    answer
+        .headers
+        .get("x-amzn-requestid")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 fn render_expected(expected: &Expected, vars: &Vars<'_>) -> serde_json::Value {
@@ -221,7 +243,10 @@ impl RecordWhat {
     pub fn for_plan(plan: &Plan) -> RecordWhat {
         let v = &plan.verify;
         let isolation = !v.isolate_from.is_empty();
-        RecordWhat { writes: v.dynamodb || isolation, invocations: v.logs || isolation }
+        RecordWhat {
+            writes: v.dynamodb || isolation,
+            invocations: v.logs || isolation,
+        }
     }
 }
 

@@ -51,12 +51,21 @@ struct Collected {
 
 impl Collected {
     fn new(cap: usize) -> Collected {
-        Collected { writes: Reservoir::new(cap), invocations: Reservoir::new(cap) }
+        Collected {
+            writes: Reservoir::new(cap),
+            invocations: Reservoir::new(cap),
+        }
     }
 
     fn add(&mut self, records: crate::metrics::Records) {
-        records.writes.into_iter().for_each(|w| self.writes.offer(w));
-        records.invocations.into_iter().for_each(|i| self.invocations.offer(i));
+        records
+            .writes
+            .into_iter()
+            .for_each(|w| self.writes.offer(w));
+        records
+            .invocations
+            .into_iter()
+            .for_each(|i| self.invocations.offer(i));
     }
 }
 
@@ -280,8 +289,16 @@ fn failing_threshold(
     };
     let summary = Summary::build(plan, totals, &facts, Detail::Numbers);
     // Verification has not happened yet: its rules cannot be judged mid-run.
-    let pending: HashSet<&str> = plan.thresholds.iter().filter(|t| t.metric.is_verification()).map(|t| t.expr.as_str()).collect();
-    summary.failed_thresholds().find(|t| !pending.contains(t.expr.as_str())).map(|t| t.expr.clone())
+    let pending: HashSet<&str> = plan
+        .thresholds
+        .iter()
+        .filter(|t| t.metric.is_verification())
+        .map(|t| t.expr.as_str())
+        .collect();
+    summary
+        .failed_thresholds()
+        .find(|t| !pending.contains(t.expr.as_str()))
+        .map(|t| t.expr.clone())
 }
 
 /// Ctrl-C and SIGTERM, counted: the first stops gracefully, the second at once.

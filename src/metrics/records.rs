@@ -16,7 +16,11 @@ pub struct WriteRecord {
 
 impl WriteRecord {
     pub fn key_text(&self) -> String {
-        self.key.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        self.key
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -46,7 +50,11 @@ pub struct Reservoir<T> {
 
 impl<T> Reservoir<T> {
     pub fn new(cap: usize) -> Reservoir<T> {
-        Reservoir { cap, seen: 0, items: Vec::new() }
+        Reservoir {
+            cap,
+            seen: 0,
+            items: Vec::new(),
+        }
     }
 
     pub fn offer(&mut self, item: T) {

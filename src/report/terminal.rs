@@ -260,11 +260,24 @@ pub fn render(summary: &Summary, color: bool) -> String {
 
 fn render_verify(summary: &Summary, v: &crate::summary::VerifySummary, color: bool) -> String {
     let mut out = String::new();
-    let mark = |ok: bool| if ok { paint(color, "32", "✓") } else { paint(color, "31", "✗") };
+    let mark = |ok: bool| {
+        if ok {
+            paint(color, "32", "✓")
+        } else {
+            paint(color, "31", "✗")
+        }
+    };
     let _ = writeln!(out, "verification of stage {}:", summary.stage);
     if let Some(d) = &v.dynamodb {
         let ok = d.missing == 0 && d.mismatched == 0;
-        let sample = if d.sampled { format!(" (a uniform sample of {} of {} writes)", d.recorded, d.written) } else { String::new() };
+        let sample = if d.sampled {
+            format!(
+                " (a uniform sample of {} of {} writes)",
+                d.recorded, d.written
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
             "  {} table {}: {} of {} written items found{}{}{}",
@@ -272,8 +285,16 @@ fn render_verify(summary: &Summary, v: &crate::summary::VerifySummary, color: bo
             d.table,
             d.found,
             d.checked,
-            if d.missing > 0 { format!(", {} missing", d.missing) } else { String::new() },
-            if d.mismatched > 0 { format!(", {} with other attributes", d.mismatched) } else { String::new() },
+            if d.missing > 0 {
+                format!(", {} missing", d.missing)
+            } else {
+                String::new()
+            },
+            if d.mismatched > 0 {
+                format!(", {} with other attributes", d.mismatched)
+            } else {
+                String::new()
+            },
             sample
         );
         for e in &d.examples {
@@ -288,7 +309,11 @@ fn render_verify(summary: &Summary, v: &crate::summary::VerifySummary, color: bo
             l.log_group,
             l.found,
             l.checked,
-            if l.missing > 0 { format!(", {} missing", l.missing) } else { String::new() },
+            if l.missing > 0 {
+                format!(", {} missing", l.missing)
+            } else {
+                String::new()
+            },
             l.invocations,
             l.waited_s
         );
@@ -298,10 +323,24 @@ fn render_verify(summary: &Summary, v: &crate::summary::VerifySummary, color: bo
     }
     if let Some(i) = &v.isolation {
         if i.ok {
-            let _ = writeln!(out, "  {} isolation from {}: nothing reached them", mark(true), i.stages.join(", "));
+            let _ = writeln!(
+                out,
+                "  {} isolation from {}: nothing reached them",
+                mark(true),
+                i.stages.join(", ")
+            );
         } else {
             for leak in &i.leaks {
-                let _ = writeln!(out, "  {} {}", mark(false), paint(color, "1;31", &format!("ISOLATION FAILED: {}", leak.message)));
+                let _ = writeln!(
+                    out,
+                    "  {} {}",
+                    mark(false),
+                    paint(
+                        color,
+                        "1;31",
+                        &format!("ISOLATION FAILED: {}", leak.message)
+                    )
+                );
             }
         }
     }

@@ -575,14 +575,41 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
     // Missing writes, missing invocations and leaks fail the run unless the
     // scenario writes its own rule for them.
     let implied = [
-        (verify.dynamodb, Metric::MissingWrites, "missing_writes == 0"),
-        (verify.dynamodb, Metric::MismatchedWrites, "mismatched_writes == 0"),
-        (verify.logs, Metric::MissingInvocations, "missing_invocations == 0"),
-        (!verify.isolate_from.is_empty(), Metric::IsolationLeaks, "isolation_leaks == 0"),
+        (
+            verify.dynamodb,
+            Metric::MissingWrites,
+            "missing_writes == 0",
+        ),
+        (
+            verify.dynamodb,
+            Metric::MismatchedWrites,
+            "mismatched_writes == 0",
+        ),
+        (
+            verify.logs,
+            Metric::MissingInvocations,
+            "missing_invocations == 0",
+        ),
+        (
+            !verify.isolate_from.is_empty(),
+            Metric::IsolationLeaks,
+            "isolation_leaks == 0",
+        ),
     ];
     for (on, metric, expr) in implied {
-        if on && !thresholds.iter().any(|t| t.metric == metric && t.step.is_none()) {
-            thresholds.push(Threshold { expr: expr.into(), step: None, metric, op: Op::Eq, limit: 0.0, implicit: true });
+        if on
+            && !thresholds
+                .iter()
+                .any(|t| t.metric == metric && t.step.is_none())
+        {
+            thresholds.push(Threshold {
+                expr: expr.into(),
+                step: None,
+                metric,
+                op: Op::Eq,
+                limit: 0.0,
+                implicit: true,
+            });
         }
     }
     Ok(Plan {
@@ -812,7 +839,10 @@ fn build_step(
             let expected = |map: &BTreeMap<String, Spanned<toml::Value>>| -> Result<Vec<(String, Expected)>, Error> {
                 map.iter().map(|(name, value)| Ok((name.clone(), expected_value(cx, value, scope)?))).collect()
             };
-            Some(Writes { key: expected(w_ref.key.get_ref())?, attributes: expected(&w_ref.attributes)? })
+            Some(Writes {
+                key: expected(w_ref.key.get_ref())?,
+                attributes: expected(&w_ref.attributes)?,
+            })
         }
     };
     let needs_json = checks
@@ -995,11 +1025,16 @@ fn build_predicate(
     ))
 }
 
-fn expected_value(cx: &Cx<'_>, value: &Spanned<toml::Value>, scope: &Scope) -> Result<Expected, Error> {
+fn expected_value(
+    cx: &Cx<'_>,
+    value: &Spanned<toml::Value>,
+    scope: &Scope,
+) -> Result<Expected, Error> {
     Ok(match value.get_ref() {
-        toml::Value::String(s) => {
-            Expected::Text(Template::compile(s, Escape::None, scope).map_err(|e| cx.error(value.span(), e.message))?)
-        }
+        toml::Value::String(s) => Expected::Text(
+            Template::compile(s, Escape::None, scope)
+                .map_err(|e| cx.error(value.span(), e.message))?,
+        ),
         other => Expected::Value(toml_to_json(other)),
     })
 }
@@ -1045,7 +1080,10 @@ impl StageNames for NoOverrides {
 
 impl Naming {
     fn new(spec: &super::file::BackendsSpec) -> Naming {
-        let pick = |v: &Option<Spanned<String>>, default: &str| v.as_ref().map_or(default.to_string(), |s| s.get_ref().clone());
+        let pick = |v: &Option<Spanned<String>>, default: &str| {
+            v.as_ref()
+                .map_or(default.to_string(), |s| s.get_ref().clone())
+        };
         Naming {
             table: pick(&spec.table, "{prefix}User"),
             function: pick(&spec.function, "{prefix}user-service"),
@@ -1057,8 +1095,13 @@ impl Naming {
         let fill = |t: &str| t.replace("{prefix}", prefix).replace("{stage}", stage);
         let table = fill(overrides.table().unwrap_or(&self.table));
         let function = fill(overrides.function().unwrap_or(&self.function));
-        let log_group = fill(overrides.log_group().unwrap_or(&self.log_group)).replace("{function}", &function);
-        Backends { table, function, log_group }
+        let log_group =
+            fill(overrides.log_group().unwrap_or(&self.log_group)).replace("{function}", &function);
+        Backends {
+            table,
+            function,
+            log_group,
+        }
     }
 }
 
@@ -1066,7 +1109,14 @@ const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 const DEFAULT_LOGS_DEADLINE: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_RECORDED_WRITES: u64 = 100_000;
 
-fn build_verify(cx: &Cx<'_>, file: &ScenarioFile, ov: &Overrides, stage: &Stage, stages: &[Stage], steps: &[Step]) -> Result<VerifyPlan, Error> {
+fn build_verify(
+    cx: &Cx<'_>,
+    file: &ScenarioFile,
+    ov: &Overrides,
+    stage: &Stage,
+    stages: &[Stage],
+    steps: &[Step],
+) -> Result<VerifyPlan, Error> {
     let spec = &file.verify;
     let any_writes = steps.iter().any(|s| s.writes.is_some());
     let off = ov.verify == Some(false);
@@ -1076,7 +1126,11 @@ fn build_verify(cx: &Cx<'_>, file: &ScenarioFile, ov: &Overrides, stage: &Stage,
     } else if let Some(list) = &spec.isolate_from {
         list.get_ref().iter().map(|s| s.get_ref().clone()).collect()
     } else if dynamodb || spec.logs == Some(true) {
-        stages.iter().filter(|s| s.name != stage.name).map(|s| s.name.clone()).collect()
+        stages
+            .iter()
+            .filter(|s| s.name != stage.name)
+            .map(|s| s.name.clone())
+            .collect()
     } else {
         Vec::new()
     };
@@ -1118,15 +1172,26 @@ fn build_verify(cx: &Cx<'_>, file: &ScenarioFile, ov: &Overrides, stage: &Stage,
     };
     if logs && correlation_header.is_none() && log_match == LogMatch::CorrelationId {
         let span = spec.correlation_header.as_ref().map_or(0..0, |h| h.span());
-        return Err(cx.error(span, "log verification by correlation id needs a correlation_header"));
+        return Err(cx.error(
+            span,
+            "log verification by correlation id needs a correlation_header",
+        ));
     }
-    let settle = spec.settle.as_ref().map(|d| cx.duration(d)).transpose()?.unwrap_or(DEFAULT_SETTLE);
+    let settle = spec
+        .settle
+        .as_ref()
+        .map(|d| cx.duration(d))
+        .transpose()?
+        .unwrap_or(DEFAULT_SETTLE);
     let logs_deadline = match (ov.logs_deadline, &spec.logs_deadline) {
         (Some(d), _) => d,
         (None, Some(d)) => cx.duration(d)?,
         (None, None) => DEFAULT_LOGS_DEADLINE,
     };
-    let max_recorded_writes = spec.max_recorded_writes.as_ref().map_or(DEFAULT_MAX_RECORDED_WRITES, |m| *m.get_ref());
+    let max_recorded_writes = spec
+        .max_recorded_writes
+        .as_ref()
+        .map_or(DEFAULT_MAX_RECORDED_WRITES, |m| *m.get_ref());
     if max_recorded_writes == 0 {
         let span = spec.max_recorded_writes.as_ref().map_or(0..0, |m| m.span());
         return Err(cx.error(span, "max_recorded_writes must be at least 1"));
@@ -1136,7 +1201,14 @@ fn build_verify(cx: &Cx<'_>, file: &ScenarioFile, ov: &Overrides, stage: &Stage,
         for step in steps {
             if let Some(writes) = &step.writes {
                 let fresh = writes.key.iter().all(|(_, v)| match v {
-                    Expected::Text(t) => t.parts().iter().any(|p| matches!(p, super::template::Part::Uuid | super::template::Part::RunId | super::template::Part::Capture(_))),
+                    Expected::Text(t) => t.parts().iter().any(|p| {
+                        matches!(
+                            p,
+                            super::template::Part::Uuid
+                                | super::template::Part::RunId
+                                | super::template::Part::Capture(_)
+                        )
+                    }),
                     Expected::Value(_) => false,
                 });
                 if !fresh {

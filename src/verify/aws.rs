@@ -29,7 +29,10 @@ pub async fn config(options: &AwsOptions) -> aws_config::SdkConfig {
 impl Clients {
     pub async fn new(options: &AwsOptions) -> Clients {
         let config = config(options).await;
-        Clients { dynamodb: aws_sdk_dynamodb::Client::new(&config), logs: aws_sdk_cloudwatchlogs::Client::new(&config) }
+        Clients {
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+        }
     }
 }
 

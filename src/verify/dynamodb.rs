@@ -29,18 +29,33 @@ pub enum DynamoError {
     Describe { table: String, message: String },
     #[error("BatchGetItem on {table}: {message}")]
     Read { table: String, message: String },
-    #[error("key attribute {name} of table {table} is not in the write declaration (the table's key is {expected})")]
-    KeyMismatch { table: String, name: String, expected: String },
+    #[error(
+        "key attribute {name} of table {table} is not in the write declaration (the table's key is {expected})"
+    )]
+    KeyMismatch {
+        table: String,
+        name: String,
+        expected: String,
+    },
 }
 
-pub async fn describe_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<TableKeys, DynamoError> {
+pub async fn describe_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<TableKeys, DynamoError> {
     let out = client
         .describe_table()
         .table_name(table)
         .send()
         .await
-        .map_err(|e| DynamoError::Describe { table: table.to_string(), message: describe(&e) })?;
-    let description = out.table.ok_or_else(|| DynamoError::Describe { table: table.into(), message: "no description".into() })?;
+        .map_err(|e| DynamoError::Describe {
+            table: table.to_string(),
+            message: describe(&e),
+        })?;
+    let description = out.table.ok_or_else(|| DynamoError::Describe {
+        table: table.into(),
+        message: "no description".into(),
+    })?;
     let definitions: HashMap<String, ScalarAttributeType> = description
         .attribute_definitions()
         .iter()
@@ -51,27 +66,38 @@ pub async fn describe_table(client: &aws_sdk_dynamodb::Client, table: &str) -> R
         .iter()
         .map(|k| {
             let name = k.attribute_name().to_string();
-            let kind = definitions.get(&name).cloned().unwrap_or(ScalarAttributeType::S);
+            let kind = definitions
+                .get(&name)
+                .cloned()
+                .unwrap_or(ScalarAttributeType::S);
             (name, kind)
         })
         .collect();
-    Ok(TableKeys { table: table.to_string(), types })
+    Ok(TableKeys {
+        table: table.to_string(),
+        types,
+    })
 }
 
 /// The DynamoDB key of a record, typed by the table's schema.
 pub fn key_of(record: &WriteRecord, keys: &TableKeys) -> Result<Item, DynamoError> {
     let mut item = HashMap::new();
     for (name, kind) in &keys.types {
-        let value = record.key.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).ok_or_else(|| {
-            DynamoError::KeyMismatch {
+        let value = record
+            .key
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| DynamoError::KeyMismatch {
                 table: keys.table.clone(),
                 name: name.clone(),
                 expected: keys.types.keys().cloned().collect::<Vec<_>>().join(", "),
-            }
-        })?;
+            })?;
         let value = match kind {
             ScalarAttributeType::N => AttributeValue::N(value),
-            ScalarAttributeType::B => AttributeValue::B(aws_smithy_types::Blob::new(value.into_bytes())),
+            ScalarAttributeType::B => {
+                AttributeValue::B(aws_smithy_types::Blob::new(value.into_bytes()))
+            }
             _ => AttributeValue::S(value),
         };
         item.insert(name.clone(), value);
@@ -81,7 +107,10 @@ pub fn key_of(record: &WriteRecord, keys: &TableKeys) -> Result<Item, DynamoErro
 
 /// A canonical text for a key, to deduplicate and to match answers.
 pub fn key_text(key: &Item) -> String {
-    let mut parts: Vec<String> = key.iter().map(|(k, v)| format!("{k}={}", scalar_text(v))).collect();
+    let mut parts: Vec<String> = key
+        .iter()
+        .map(|(k, v)| format!("{k}={}", scalar_text(v)))
+        .collect();
     parts.sort();
     parts.join(",")
 }
@@ -128,19 +157,35 @@ pub async fn read_items(
             let table = table.to_string();
             running.spawn(async move { read_batch(&client, &table, batch).await });
         }
-        let Some(joined) = running.join_next().await else { break };
-        let (items, n_calls) = joined.map_err(|e| DynamoError::Read { table: table.into(), message: e.to_string() })??;
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (items, n_calls) = joined.map_err(|e| DynamoError::Read {
+            table: table.into(),
+            message: e.to_string(),
+        })??;
         calls.fetch_add(n_calls, std::sync::atomic::Ordering::Relaxed);
         for item in items {
-            let key: Item = item.iter().filter(|(k, _)| keys.first().is_some_and(|f| f.contains_key(*k))).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let key: Item = item
+                .iter()
+                .filter(|(k, _)| keys.first().is_some_and(|f| f.contains_key(*k)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             found.insert(key_text(&key), item);
         }
     }
     Ok(found)
 }
 
-async fn read_batch(client: &aws_sdk_dynamodb::Client, table: &str, batch: Vec<Item>) -> Result<(Vec<Item>, u64), DynamoError> {
-    let err = |message: String| DynamoError::Read { table: table.to_string(), message };
+async fn read_batch(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    batch: Vec<Item>,
+) -> Result<(Vec<Item>, u64), DynamoError> {
+    let err = |message: String| DynamoError::Read {
+        table: table.to_string(),
+        message,
+    };
     let mut items = Vec::new();
     let mut keys = batch;
     let mut calls = 0;
@@ -153,18 +198,34 @@ async fn read_batch(client: &aws_sdk_dynamodb::Client, table: &str, batch: Vec<I
             let cap = 50u64 << attempt.min(6);
             tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap))).await;
         }
-        let request = KeysAndAttributes::builder().set_keys(Some(keys.clone())).consistent_read(true).build().map_err(|e| err(e.to_string()))?;
+        let request = KeysAndAttributes::builder()
+            .set_keys(Some(keys.clone()))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| err(e.to_string()))?;
         calls += 1;
-        let out = client.batch_get_item().request_items(table, request).send().await.map_err(|e| err(describe(&e)))?;
+        let out = client
+            .batch_get_item()
+            .request_items(table, request)
+            .send()
+            .await
+            .map_err(|e| err(describe(&e)))?;
         if let Some(mut responses) = out.responses
             && let Some(got) = responses.remove(table)
         {
             items.extend(got);
         }
-        keys = out.unprocessed_keys.and_then(|mut u| u.remove(table)).map(|k| k.keys).unwrap_or_default();
+        keys = out
+            .unprocessed_keys
+            .and_then(|mut u| u.remove(table))
+            .map(|k| k.keys)
+            .unwrap_or_default();
     }
     if !keys.is_empty() {
-        return Err(err(format!("{} keys still unprocessed after {MAX_ATTEMPTS} attempts", keys.len())));
+        return Err(err(format!(
+            "{} keys still unprocessed after {MAX_ATTEMPTS} attempts",
+            keys.len()
+        )));
     }
     Ok((items, calls))
 }
@@ -174,7 +235,9 @@ pub fn mismatch(item: &Item, expected: &[(String, serde_json::Value)]) -> Option
     for (name, want) in expected {
         match item.get(name) {
             None => return Some(format!("{name} is missing")),
-            Some(got) if !same(got, want) => return Some(format!("{name} is {} not {want}", show(got))),
+            Some(got) if !same(got, want) => {
+                return Some(format!("{name} is {} not {want}", show(got)));
+            }
             Some(_) => {}
         }
     }
@@ -186,13 +249,22 @@ fn same(got: &AttributeValue, want: &serde_json::Value) -> bool {
     match (got, want) {
         (AttributeValue::S(s), J::String(w)) => s == w,
         (AttributeValue::N(n), J::Number(w)) => n.parse::<f64>().ok() == w.as_f64(),
-        (AttributeValue::N(n), J::String(w)) => n == w || n.parse::<f64>().ok().is_some_and(|a| w.parse::<f64>().ok() == Some(a)),
+        (AttributeValue::N(n), J::String(w)) => {
+            n == w
+                || n.parse::<f64>()
+                    .ok()
+                    .is_some_and(|a| w.parse::<f64>().ok() == Some(a))
+        }
         (AttributeValue::S(s), J::Number(w)) => s == &w.to_string(),
         (AttributeValue::Bool(b), J::Bool(w)) => b == w,
         (AttributeValue::Null(_), J::Null) => true,
-        (AttributeValue::L(items), J::Array(w)) => items.len() == w.len() && items.iter().zip(w).all(|(a, b)| same(a, b)),
+        (AttributeValue::L(items), J::Array(w)) => {
+            items.len() == w.len() && items.iter().zip(w).all(|(a, b)| same(a, b))
+        }
         (AttributeValue::M(map), J::Object(w)) => {
-            map.len() == w.len() && w.iter().all(|(k, v)| map.get(k).is_some_and(|a| same(a, v)))
+            map.len() == w.len()
+                && w.iter()
+                    .all(|(k, v)| map.get(k).is_some_and(|a| same(a, v)))
         }
         _ => false,
     }
@@ -242,9 +314,25 @@ mod tests {
             ("Name".into(), AttributeValue::S("a".into())),
             ("Age".into(), AttributeValue::N("42".into())),
         ]);
-        assert_eq!(mismatch(&item, &[("Name".into(), serde_json::json!("a")), ("Age".into(), serde_json::json!(42))]), None);
-        assert_eq!(mismatch(&item, &[("Age".into(), serde_json::json!("42"))]), None);
+        assert_eq!(
+            mismatch(
+                &item,
+                &[
+                    ("Name".into(), serde_json::json!("a")),
+                    ("Age".into(), serde_json::json!(42))
+                ]
+            ),
+            None
+        );
+        assert_eq!(
+            mismatch(&item, &[("Age".into(), serde_json::json!("42"))]),
+            None
+        );
         assert!(mismatch(&item, &[("Name".into(), serde_json::json!("b"))]).is_some());
-        assert!(mismatch(&item, &[("Email".into(), serde_json::json!("x"))]).unwrap().contains("missing"));
+        assert!(
+            mismatch(&item, &[("Email".into(), serde_json::json!("x"))])
+                .unwrap()
+                .contains("missing")
+        );
     }
 }

@@ -30,7 +30,10 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new() -> Pacer {
-        Pacer { next: tokio::sync::Mutex::new(Instant::now()), calls: AtomicU64::new(0) }
+        Pacer {
+            next: tokio::sync::Mutex::new(Instant::now()),
+            calls: AtomicU64::new(0),
+        }
     }
 
     async fn wait(&self) {
@@ -55,17 +58,29 @@ pub struct Window {
     pub end_ms: i64,
 }
 
-pub async fn group_exists(client: &aws_sdk_cloudwatchlogs::Client, group: &str) -> Result<(), LogsError> {
+pub async fn group_exists(
+    client: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+) -> Result<(), LogsError> {
     let out = client
         .describe_log_groups()
         .log_group_name_prefix(group)
         .send()
         .await
-        .map_err(|e| LogsError::Read { group: group.to_string(), message: describe(&e) })?;
-    if out.log_groups().iter().any(|g| g.log_group_name() == Some(group)) {
+        .map_err(|e| LogsError::Read {
+            group: group.to_string(),
+            message: describe(&e),
+        })?;
+    if out
+        .log_groups()
+        .iter()
+        .any(|g| g.log_group_name() == Some(group))
+    {
         Ok(())
     } else {
-        Err(LogsError::Missing { group: group.to_string() })
+        Err(LogsError::Missing {
+            group: group.to_string(),
+        })
     }
 }
 
@@ -90,8 +105,15 @@ pub async fn messages(
             .set_next_token(token.take())
             .send()
             .await
-            .map_err(|e| LogsError::Read { group: group.to_string(), message: describe(&e) })?;
-        out.extend(page.events().iter().filter_map(|e| e.message().map(str::to_string)));
+            .map_err(|e| LogsError::Read {
+                group: group.to_string(),
+                message: describe(&e),
+            })?;
+        out.extend(
+            page.events()
+                .iter()
+                .filter_map(|e| e.message().map(str::to_string)),
+        );
         match page.next_token() {
             // Only a missing token ends the listing; an empty page does not.
             Some(next) if !next.is_empty() => token = Some(next.to_string()),
@@ -121,15 +143,22 @@ mod tests {
 
     #[test]
     fn finds_markers_in_every_log_format() {
-        let markers: HashSet<String> = ["sc1a2b3c-17-0".to_string(), "5f0c3f3e-1b7e-4c3e-9a57-2b0f2a4f0e11".to_string()].into();
+        let markers: HashSet<String> = [
+            "sc1a2b3c-17-0".to_string(),
+            "5f0c3f3e-1b7e-4c3e-9a57-2b0f2a4f0e11".to_string(),
+        ]
+        .into();
         let json = r#"{"level":"INFO","x_correlation_id":"sc1a2b3c-17-0","message":"created"}"#;
         assert_eq!(markers_in(json, &markers), vec!["sc1a2b3c-17-0"]);
-        let node = "2026-11-25T10:00:00.000Z\t5f0c3f3e-1b7e-4c3e-9a57-2b0f2a4f0e11\tINFO\tcreated user";
+        let node =
+            "2026-11-25T10:00:00.000Z\t5f0c3f3e-1b7e-4c3e-9a57-2b0f2a4f0e11\tINFO\tcreated user";
         assert_eq!(markers_in(node, &markers).len(), 1);
         // A longer id that merely starts with a marker is another id.
         assert!(markers_in("sc1a2b3c-17-01", &markers).is_empty());
         assert!(is_invocation_start("START RequestId: 8f5 Version: $LATEST"));
-        assert!(is_invocation_start(r#"{"time":"…","type":"platform.start","record":{"requestId":"8f5"}}"#));
+        assert!(is_invocation_start(
+            r#"{"time":"…","type":"platform.start","record":{"requestId":"8f5"}}"#
+        ));
         assert!(!is_invocation_start("END RequestId: 8f5"));
     }
 }

@@ -15,7 +15,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::error::Error;
 use crate::metrics::{InvocationRecord, Reservoir, WriteRecord};
 use crate::scenario::{LogMatch, Plan, Stage};
-use crate::summary::{CleanupSummary, DynamoVerify, IsolationVerify, Leak, LogsVerify, VerifySummary};
+use crate::summary::{
+    CleanupSummary, DynamoVerify, IsolationVerify, Leak, LogsVerify, VerifySummary,
+};
 use aws::Clients;
 use dynamodb::{Item, TableKeys};
 use logs::{Pacer, Window};
@@ -48,19 +50,31 @@ pub struct Evidence {
 pub async fn preflight(plan: &Plan) -> Result<Verifier, Error> {
     let v = &plan.verify;
     let clients = Clients::new(&v.aws).await;
-    let fail = |stage: &Stage, what: String| Error::Aws(format!("preflight for stage {}: {what}", stage.name));
+    let fail = |stage: &Stage, what: String| {
+        Error::Aws(format!("preflight for stage {}: {what}", stage.name))
+    };
     let own_table = if v.dynamodb || !v.isolate_from.is_empty() {
-        Some(dynamodb::describe_table(&clients.dynamodb, &plan.stage.backends.table).await.map_err(|e| fail(&plan.stage, e.to_string()))?)
+        Some(
+            dynamodb::describe_table(&clients.dynamodb, &plan.stage.backends.table)
+                .await
+                .map_err(|e| fail(&plan.stage, e.to_string()))?,
+        )
     } else {
         None
     };
     if v.logs {
-        logs::group_exists(&clients.logs, &plan.stage.backends.log_group).await.map_err(|e| fail(&plan.stage, e.to_string()))?;
+        logs::group_exists(&clients.logs, &plan.stage.backends.log_group)
+            .await
+            .map_err(|e| fail(&plan.stage, e.to_string()))?;
     }
     let mut other_tables = Vec::new();
     for other in &v.isolate_from {
-        let keys = dynamodb::describe_table(&clients.dynamodb, &other.backends.table).await.map_err(|e| fail(other, e.to_string()))?;
-        logs::group_exists(&clients.logs, &other.backends.log_group).await.map_err(|e| fail(other, e.to_string()))?;
+        let keys = dynamodb::describe_table(&clients.dynamodb, &other.backends.table)
+            .await
+            .map_err(|e| fail(other, e.to_string()))?;
+        logs::group_exists(&clients.logs, &other.backends.log_group)
+            .await
+            .map_err(|e| fail(other, e.to_string()))?;
         other_tables.push((other.clone(), keys));
     }
     // Keys must be buildable from what the steps declare, or nothing can be checked.
@@ -72,7 +86,12 @@ pub async fn preflight(plan: &Plan) -> Result<Verifier, Error> {
                         return Err(Error::Usage(format!(
                             "step `{}` declares writes keyed by {}, but table {}'s key is {}",
                             step.name,
-                            writes.key.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", "),
+                            writes
+                                .key
+                                .iter()
+                                .map(|(k, _)| k.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
                             keys.table,
                             keys.types.keys().cloned().collect::<Vec<_>>().join(", ")
                         )));
@@ -81,7 +100,14 @@ pub async fn preflight(plan: &Plan) -> Result<Verifier, Error> {
             }
         }
     }
-    Ok(Verifier { clients, own_table, other_tables, pacer: Pacer::new(), batch_calls: AtomicU64::new(0), delete_calls: AtomicU64::new(0) })
+    Ok(Verifier {
+        clients,
+        own_table,
+        other_tables,
+        pacer: Pacer::new(),
+        batch_calls: AtomicU64::new(0),
+        delete_calls: AtomicU64::new(0),
+    })
 }
 
 impl Verifier {
@@ -102,7 +128,10 @@ impl Verifier {
             summary.logs = Some(self.verify_logs(plan, &invocations, &window).await?);
         }
         if !v.isolate_from.is_empty() {
-            summary.isolation = Some(self.verify_isolation(plan, &writes, written, &invocations, &window).await?);
+            summary.isolation = Some(
+                self.verify_isolation(plan, &writes, written, &invocations, &window)
+                    .await?,
+            );
         }
         if v.cleanup
             && let Some(keys) = &self.own_table
@@ -110,38 +139,69 @@ impl Verifier {
             summary.cleanup = Some(self.cleanup(keys, &writes).await);
         }
         summary.api_calls = BTreeMap::from([
-            ("BatchGetItem".to_string(), self.batch_calls.load(Ordering::Relaxed)),
-            ("FilterLogEvents".to_string(), self.pacer.calls.load(Ordering::Relaxed)),
-            ("DeleteItem".to_string(), self.delete_calls.load(Ordering::Relaxed)),
+            (
+                "BatchGetItem".to_string(),
+                self.batch_calls.load(Ordering::Relaxed),
+            ),
+            (
+                "FilterLogEvents".to_string(),
+                self.pacer.calls.load(Ordering::Relaxed),
+            ),
+            (
+                "DeleteItem".to_string(),
+                self.delete_calls.load(Ordering::Relaxed),
+            ),
         ]);
         Ok(summary)
     }
 
-    async fn verify_table(&self, keys: &TableKeys, writes: &[WriteRecord], written: u64, settle: Duration) -> Result<DynamoVerify, Error> {
+    async fn verify_table(
+        &self,
+        keys: &TableKeys,
+        writes: &[WriteRecord],
+        written: u64,
+        settle: Duration,
+    ) -> Result<DynamoVerify, Error> {
         // Several writes may name one key (repeats, updates): the item passes
         // if it holds what any of them wrote.
         let mut by_key: HashMap<String, (Item, Vec<&WriteRecord>)> = HashMap::new();
         for record in writes {
             let key = dynamodb::key_of(record, keys).map_err(|e| Error::Usage(e.to_string()))?;
-            by_key.entry(dynamodb::key_text(&key)).or_insert_with(|| (key, Vec::new())).1.push(record);
+            by_key
+                .entry(dynamodb::key_text(&key))
+                .or_insert_with(|| (key, Vec::new()))
+                .1
+                .push(record);
         }
         let mut found: HashMap<String, Item> = HashMap::new();
         let deadline = Instant::now() + settle;
         loop {
-            let missing: Vec<Item> = by_key.iter().filter(|(k, _)| !found.contains_key(*k)).map(|(_, (key, _))| key.clone()).collect();
+            let missing: Vec<Item> = by_key
+                .iter()
+                .filter(|(k, _)| !found.contains_key(*k))
+                .map(|(_, (key, _))| key.clone())
+                .collect();
             if missing.is_empty() {
                 break;
             }
-            let got = dynamodb::read_items(&self.clients.dynamodb, &keys.table, &missing, &self.batch_calls)
-                .await
-                .map_err(|e| Error::Aws(e.to_string()))?;
+            let got = dynamodb::read_items(
+                &self.clients.dynamodb,
+                &keys.table,
+                &missing,
+                &self.batch_calls,
+            )
+            .await
+            .map_err(|e| Error::Aws(e.to_string()))?;
             found.extend(got);
             // Re-check what is still missing until the settle window closes:
             // a write can become visible a little after it was acknowledged.
             if found.len() == by_key.len() || Instant::now() >= deadline {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(500).min(deadline.saturating_duration_since(Instant::now()))).await;
+            tokio::time::sleep(
+                Duration::from_millis(500).min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
         }
         let mut result = DynamoVerify {
             table: keys.table.clone(),
@@ -159,11 +219,16 @@ impl Verifier {
                 None => {
                     result.missing += 1;
                     if result.examples.len() < EXAMPLES {
-                        result.examples.push(format!("missing {key}{}", via(records[0])));
+                        result
+                            .examples
+                            .push(format!("missing {key}{}", via(records[0])));
                     }
                 }
                 Some(item) => {
-                    let problems: Vec<String> = records.iter().filter_map(|r| dynamodb::mismatch(item, &r.attributes)).collect();
+                    let problems: Vec<String> = records
+                        .iter()
+                        .filter_map(|r| dynamodb::mismatch(item, &r.attributes))
+                        .collect();
                     if problems.len() == records.len() && !problems.is_empty() {
                         result.mismatched += 1;
                         if result.examples.len() < EXAMPLES {
@@ -178,7 +243,12 @@ impl Verifier {
         Ok(result)
     }
 
-    async fn verify_logs(&self, plan: &Plan, invocations: &[InvocationRecord], window: &Window) -> Result<LogsVerify, Error> {
+    async fn verify_logs(
+        &self,
+        plan: &Plan,
+        invocations: &[InvocationRecord],
+        window: &Window,
+    ) -> Result<LogsVerify, Error> {
         let group = &plan.stage.backends.log_group;
         let mode = plan.verify.log_match;
         let started = Instant::now();
@@ -188,11 +258,21 @@ impl Verifier {
         let mut seen: HashSet<String> = HashSet::new();
         let mut pause = Duration::from_millis(500);
         loop {
-            let messages = logs::messages(&self.clients.logs, &self.pacer, group, window, pattern.as_deref())
-                .await
-                .map_err(|e| Error::Aws(e.to_string()))?;
+            let messages = logs::messages(
+                &self.clients.logs,
+                &self.pacer,
+                group,
+                window,
+                pattern.as_deref(),
+            )
+            .await
+            .map_err(|e| Error::Aws(e.to_string()))?;
             for message in &messages {
-                seen.extend(logs::markers_in(message, &markers).into_iter().map(str::to_string));
+                seen.extend(
+                    logs::markers_in(message, &markers)
+                        .into_iter()
+                        .map(str::to_string),
+                );
             }
             let all = invocations.iter().all(|i| is_found(i, &seen, mode));
             if all || Instant::now() >= deadline {
@@ -202,13 +282,22 @@ impl Verifier {
             tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
             pause = (pause * 2).min(Duration::from_secs(5));
         }
-        let starts = logs::messages(&self.clients.logs, &self.pacer, group, window, Some("\"START RequestId\""))
-            .await
-            .map_err(|e| Error::Aws(e.to_string()))?;
+        let starts = logs::messages(
+            &self.clients.logs,
+            &self.pacer,
+            group,
+            window,
+            Some("\"START RequestId\""),
+        )
+        .await
+        .map_err(|e| Error::Aws(e.to_string()))?;
         let mut result = LogsVerify {
             log_group: group.clone(),
             checked: invocations.len() as u64,
-            invocations: starts.iter().filter(|m| logs::is_invocation_start(m)).count() as u64,
+            invocations: starts
+                .iter()
+                .filter(|m| logs::is_invocation_start(m))
+                .count() as u64,
             waited_s: started.elapsed().as_secs_f64(),
             ..LogsVerify::default()
         };
@@ -218,8 +307,17 @@ impl Verifier {
             } else {
                 result.missing += 1;
                 if result.examples.len() < EXAMPLES {
-                    let id = invocation.correlation_id.as_deref().or(invocation.request_id.as_deref()).unwrap_or("?");
-                    result.examples.push(format!("no log line for {id} (step {})", plan.steps.get(invocation.step).map_or("?", |s| s.name.as_str())));
+                    let id = invocation
+                        .correlation_id
+                        .as_deref()
+                        .or(invocation.request_id.as_deref())
+                        .unwrap_or("?");
+                    result.examples.push(format!(
+                        "no log line for {id} (step {})",
+                        plan.steps
+                            .get(invocation.step)
+                            .map_or("?", |s| s.name.as_str())
+                    ));
                 }
             }
         }
@@ -242,18 +340,27 @@ impl Verifier {
             if !writes.is_empty() {
                 let mut wanted = Vec::new();
                 for record in writes {
-                    wanted.push(dynamodb::key_of(record, keys).map_err(|e| Error::Usage(e.to_string()))?);
+                    wanted.push(
+                        dynamodb::key_of(record, keys).map_err(|e| Error::Usage(e.to_string()))?,
+                    );
                 }
-                let found = dynamodb::read_items(&self.clients.dynamodb, &keys.table, &wanted, &self.batch_calls)
-                    .await
-                    .map_err(|e| Error::Aws(e.to_string()))?;
+                let found = dynamodb::read_items(
+                    &self.clients.dynamodb,
+                    &keys.table,
+                    &wanted,
+                    &self.batch_calls,
+                )
+                .await
+                .map_err(|e| Error::Aws(e.to_string()))?;
                 // Only what this run wrote counts: the item must hold our attributes.
                 let ours: Vec<&String> = writes
                     .iter()
                     .filter_map(|r| {
                         let key = dynamodb::key_text(&dynamodb::key_of(r, keys).ok()?);
                         let item = found.get(&key)?;
-                        dynamodb::mismatch(item, &r.attributes).is_none().then_some(found.get_key_value(&key)?.0)
+                        dynamodb::mismatch(item, &r.attributes)
+                            .is_none()
+                            .then_some(found.get_key_value(&key)?.0)
                     })
                     .collect::<HashSet<_>>()
                     .into_iter()
@@ -278,14 +385,27 @@ impl Verifier {
             }
             if !invocations.is_empty() {
                 let group = &other.backends.log_group;
-                let messages = logs::messages(&self.clients.logs, &self.pacer, group, window, pattern.as_deref())
-                    .await
-                    .map_err(|e| Error::Aws(e.to_string()))?;
+                let messages = logs::messages(
+                    &self.clients.logs,
+                    &self.pacer,
+                    group,
+                    window,
+                    pattern.as_deref(),
+                )
+                .await
+                .map_err(|e| Error::Aws(e.to_string()))?;
                 let mut hits: HashSet<String> = HashSet::new();
                 for message in &messages {
-                    hits.extend(logs::markers_in(message, &markers).into_iter().map(str::to_string));
+                    hits.extend(
+                        logs::markers_in(message, &markers)
+                            .into_iter()
+                            .map(str::to_string),
+                    );
                 }
-                let leaked: Vec<&InvocationRecord> = invocations.iter().filter(|i| is_found(i, &hits, LogMatch::Either)).collect();
+                let leaked: Vec<&InvocationRecord> = invocations
+                    .iter()
+                    .filter(|i| is_found(i, &hits, LogMatch::Either))
+                    .collect();
                 if !leaked.is_empty() {
                     let (count, of) = (leaked.len() as u64, invocations.len() as u64);
                     leaks.push(Leak {
@@ -301,7 +421,11 @@ impl Verifier {
         }
         Ok(IsolationVerify {
             ok: leaks.is_empty(),
-            stages: self.other_tables.iter().map(|(s, _)| s.name.clone()).collect(),
+            stages: self
+                .other_tables
+                .iter()
+                .map(|(s, _)| s.name.clone())
+                .collect(),
             leaks,
         })
     }
@@ -309,7 +433,10 @@ impl Verifier {
     /// Deletes exactly the items this run wrote, by key, and only while they
     /// still hold what the run wrote.
     async fn cleanup(&self, keys: &TableKeys, writes: &[WriteRecord]) -> CleanupSummary {
-        let mut summary = CleanupSummary { table: keys.table.clone(), ..CleanupSummary::default() };
+        let mut summary = CleanupSummary {
+            table: keys.table.clone(),
+            ..CleanupSummary::default()
+        };
         let mut done = HashSet::new();
         for record in writes.iter().rev() {
             let Ok(key) = dynamodb::key_of(record, keys) else {
@@ -319,7 +446,12 @@ impl Verifier {
             if !done.insert(dynamodb::key_text(&key)) {
                 continue;
             }
-            let mut request = self.clients.dynamodb.delete_item().table_name(&keys.table).set_key(Some(key.clone()));
+            let mut request = self
+                .clients
+                .dynamodb
+                .delete_item()
+                .table_name(&keys.table)
+                .set_key(Some(key.clone()));
             let mut conditions = Vec::new();
             for (i, name) in key.keys().enumerate() {
                 request = request.expression_attribute_names(format!("#k{i}"), name);
@@ -338,8 +470,14 @@ impl Verifier {
             match request.send().await {
                 Ok(_) => summary.deleted += 1,
                 Err(e) => {
-                    let conditional = e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception());
-                    if conditional { summary.skipped += 1 } else { summary.failed += 1 }
+                    let conditional = e
+                        .as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception());
+                    if conditional {
+                        summary.skipped += 1
+                    } else {
+                        summary.failed += 1
+                    }
                 }
             }
         }
@@ -365,8 +503,14 @@ fn via(record: &WriteRecord) -> String {
 }
 
 fn window(evidence: &Evidence) -> Window {
-    let ms = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    Window { start_ms: ms(evidence.started_at) - CLOCK_SKEW.as_millis() as i64, end_ms: ms(evidence.ended_at) + CLOCK_SKEW.as_millis() as i64 }
+    let ms = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    };
+    Window {
+        start_ms: ms(evidence.started_at) - CLOCK_SKEW.as_millis() as i64,
+        end_ms: ms(evidence.ended_at) + CLOCK_SKEW.as_millis() as i64,
+    }
 }
 
 /// The run id as one quoted phrase cuts volume when functions log our
@@ -396,8 +540,18 @@ fn markers(invocations: &[InvocationRecord], mode: LogMatch) -> HashSet<String> 
 }
 
 fn is_found(invocation: &InvocationRecord, seen: &HashSet<String>, mode: LogMatch) -> bool {
-    let by_correlation = || invocation.correlation_id.as_ref().is_some_and(|c| seen.contains(c));
-    let by_request = || invocation.request_id.as_ref().is_some_and(|r| seen.contains(r));
+    let by_correlation = || {
+        invocation
+            .correlation_id
+            .as_ref()
+            .is_some_and(|c| seen.contains(c))
+    };
+    let by_request = || {
+        invocation
+            .request_id
+            .as_ref()
+            .is_some_and(|r| seen.contains(r))
+    };
     match mode {
         LogMatch::CorrelationId => by_correlation(),
         LogMatch::RequestId => by_request(),
