@@ -111,6 +111,34 @@ pub struct RunArgs {
     #[arg(long, short = 'q')]
     pub quiet: bool,
 
+    /// Skip backend verification (DynamoDB, logs, isolation) for this run.
+    #[arg(long)]
+    pub no_verify: bool,
+
+    /// Check that nothing reached this stage's backends (repeatable; default: every other stage).
+    #[arg(long, value_name = "STAGE")]
+    pub isolate_from: Vec<String>,
+
+    /// After verification, delete exactly the items this run wrote, by key.
+    #[arg(long)]
+    pub cleanup: bool,
+
+    /// How long to wait for invocations to show in the logs, e.g. `60s`.
+    #[arg(long, value_parser = parse_duration)]
+    pub logs_deadline: Option<std::time::Duration>,
+
+    /// AWS Region for verification (default: the standard chain).
+    #[arg(long)]
+    pub region: Option<String>,
+
+    /// AWS profile for verification.
+    #[arg(long)]
+    pub profile: Option<String>,
+
+    /// Endpoint for every AWS service (e.g. moto); `AWS_ENDPOINT_URL` and its per-service forms work too.
+    #[arg(long, value_name = "URL")]
+    pub aws_endpoint: Option<String>,
+
     #[command(flatten)]
     pub reports: ReportFiles,
 }

@@ -16,5 +16,6 @@ pub mod sandbox;
 pub mod scenario;
 pub mod summary;
 pub mod thresholds;
+pub mod verify;
 
 pub use error::{Error, Result};

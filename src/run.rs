@@ -7,9 +7,9 @@ use std::sync::Arc;
 use crate::cli::{RunArgs, ValidateArgs};
 use crate::error::{Error, exit};
 use crate::report::{progress, terminal};
-use crate::scenario::{self, Overrides, TlsOptions};
+use crate::scenario::{self, AwsOptions, Overrides, TlsOptions};
 use crate::summary::{Detail, Summary};
-use crate::{Result, engine};
+use crate::{Result, engine, verify};
 
 pub fn validate(args: &ValidateArgs) -> Result<i32> {
     let overrides = Overrides {
@@ -50,6 +50,15 @@ pub fn overrides(args: &RunArgs) -> Overrides {
             insecure: args.insecure,
         },
         validate_only: false,
+        verify: args.no_verify.then_some(false),
+        isolate_from: args.isolate_from.clone(),
+        cleanup: args.cleanup,
+        logs_deadline: args.logs_deadline,
+        aws: AwsOptions {
+            region: args.region.clone(),
+            profile: args.profile.clone(),
+            endpoint: args.aws_endpoint.clone(),
+        },
     }
 }
 
@@ -69,6 +78,22 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     }
     args.reports.check(json_to_stdout)?;
     let quiet = args.quiet;
+    // Verification's AWS calls run on their own runtime, apart from the engine's.
+    let aws_runtime = if plan.verify.enabled() {
+        Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?,
+        )
+    } else {
+        None
+    };
+    let verifier = match &aws_runtime {
+        Some(rt) => Some(rt.block_on(verify::preflight(&plan))?),
+        None => None,
+    };
     if !quiet {
         eprintln!("{}", terminal::run_header(&plan));
     }
@@ -76,11 +101,46 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     let result = engine::run(plan.clone(), &mut |p| live.update(p));
     live.finish();
     let result = result?;
-    let summary = Summary::build(&plan, &result.metrics, &result.facts, Detail::Full);
+    let ended_at = std::time::SystemTime::now();
+    let mut summary = Summary::build(&plan, &result.metrics, &result.facts, Detail::Full);
+    let mut verify_error = None;
+    if let (Some(rt), Some(verifier)) = (&aws_runtime, &verifier) {
+        if !quiet {
+            eprintln!("verifying backends of stage {}…", plan.stage.name);
+        }
+        let evidence = verify::Evidence {
+            writes: result.writes,
+            invocations: result.invocations,
+            started_at: result.facts.started_at,
+            ended_at,
+        };
+        let outcome = rt.block_on(async {
+            tokio::select! {
+                v = verifier.verify(&plan, &evidence) => Some(v),
+                _ = tokio::signal::ctrl_c() => None,
+            }
+        });
+        match outcome {
+            Some(Ok(v)) => {
+                summary.verify = Some(v);
+                summary.judge(&plan.thresholds);
+            }
+            Some(Err(e)) => verify_error = Some(e),
+            None => {
+                summary.partial = true;
+                summary.stopped_by = Some("verification interrupted by SIGINT".into());
+            }
+        }
+    }
     if let Some(out) = &args.out {
         write_json(&summary, out)?;
     }
     args.reports.write(&summary)?;
+    // The summary is written even when verification failed to run: the
+    // traffic's numbers are still the user's.
+    if let Some(e) = verify_error {
+        return Err(e);
+    }
     if !quiet {
         crate::report::print_terminal(&summary, json_to_stdout || args.reports.to_stdout());
     }

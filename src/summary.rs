@@ -41,6 +41,9 @@ pub struct Summary {
     /// One point per second of the run.
     #[serde(default)]
     pub timeline: Vec<TimelinePoint>,
+    /// Backend verification and stage isolation, when the scenario asks for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifySummary>,
     /// Every check and threshold passed.
     pub passed: bool,
 }
@@ -264,11 +267,17 @@ impl Summary {
             },
             thresholds: Vec::new(),
             timeline: facts.timeline.clone(),
+            verify: None,
             passed: true,
         };
-        summary.thresholds = crate::thresholds::evaluate(&plan.thresholds, &summary);
-        summary.passed = summary.thresholds.iter().all(|t| t.ok);
+        summary.judge(&plan.thresholds);
         summary
+    }
+
+    /// Evaluates the rules on what the summary holds now.
+    pub fn judge(&mut self, rules: &[crate::thresholds::Threshold]) {
+        self.thresholds = crate::thresholds::evaluate(rules, self);
+        self.passed = self.thresholds.iter().all(|t| t.ok);
     }
 
     pub fn failed_thresholds(&self) -> impl Iterator<Item = &ThresholdResult> {
@@ -280,4 +289,79 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
     let t: time::OffsetDateTime = t.into();
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// What the backends hold after the run: the proof that the traffic landed
+/// where it should and nowhere else.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VerifySummary {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamodb: Option<DynamoVerify>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<LogsVerify>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<IsolationVerify>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup: Option<CleanupSummary>,
+    /// AWS calls verification made, by operation.
+    pub api_calls: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DynamoVerify {
+    pub table: String,
+    /// Writes the stage acknowledged.
+    pub written: u64,
+    /// Writes kept for checking: all of them up to the cap, a uniform sample past it.
+    pub recorded: u64,
+    pub sampled: bool,
+    /// Distinct keys read back.
+    pub checked: u64,
+    pub found: u64,
+    pub missing: u64,
+    pub mismatched: u64,
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LogsVerify {
+    pub log_group: String,
+    /// Requests whose marker was looked for.
+    pub checked: u64,
+    pub found: u64,
+    pub missing: u64,
+    /// `START` lines in the run's window (all traffic, not only this run's).
+    pub invocations: u64,
+    pub waited_s: f64,
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IsolationVerify {
+    pub ok: bool,
+    /// The stages that must have received nothing.
+    pub stages: Vec<String>,
+    pub leaks: Vec<Leak>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Leak {
+    pub stage: String,
+    /// `table User` or `log group /aws/lambda/user-service`.
+    pub resource: String,
+    pub count: u64,
+    /// Out of how many writes or requests.
+    pub of: u64,
+    pub examples: Vec<String>,
+    /// One plain sentence for people.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CleanupSummary {
+    pub table: String,
+    pub deleted: u64,
+    /// Not deleted because the item had changed since this run wrote it.
+    pub skipped: u64,
+    pub failed: u64,
 }

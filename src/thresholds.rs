@@ -31,6 +31,27 @@ pub enum Metric {
     Failed,
     /// Requests per second.
     Rps,
+    /// Recorded writes not found in the stage's table.
+    MissingWrites,
+    /// Items found with other attributes than written.
+    MismatchedWrites,
+    /// Requests whose marker never showed in the stage's function logs.
+    MissingInvocations,
+    /// Writes or log lines found in another stage's backends.
+    IsolationLeaks,
+}
+
+impl Metric {
+    /// Read from backend verification, which exists only after the traffic.
+    pub fn is_verification(self) -> bool {
+        matches!(
+            self,
+            Metric::MissingWrites
+                | Metric::MismatchedWrites
+                | Metric::MissingInvocations
+                | Metric::IsolationLeaks
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +96,7 @@ pub struct Threshold {
 #[error("{0}")]
 pub struct ThresholdError(pub String);
 
-const METRICS_HELP: &str = "min, mean, p50, p90, p95, p99, p999, max, error_rate, checks, dropped_iterations, requests, failed, rps";
+const METRICS_HELP: &str = "min, mean, p50, p90, p95, p99, p999, max, error_rate, checks, dropped_iterations, requests, failed, rps, missing_writes, mismatched_writes, missing_invocations, isolation_leaks";
 
 fn parse_metric(name: &str) -> Option<Metric> {
     Some(match name {
@@ -93,6 +114,10 @@ fn parse_metric(name: &str) -> Option<Metric> {
         "requests" => Metric::Requests,
         "failed" => Metric::Failed,
         "rps" => Metric::Rps,
+        "missing_writes" => Metric::MissingWrites,
+        "mismatched_writes" => Metric::MismatchedWrites,
+        "missing_invocations" => Metric::MissingInvocations,
+        "isolation_leaks" => Metric::IsolationLeaks,
         _ => return None,
     })
 }
@@ -193,6 +218,20 @@ impl Threshold {
             Metric::DroppedIterations => summary.totals.dropped_iterations as f64,
             Metric::Requests => requests as f64,
             Metric::Failed => failed as f64,
+            Metric::MissingWrites => summary.verify.as_ref()?.dynamodb.as_ref()?.missing as f64,
+            Metric::MismatchedWrites => {
+                summary.verify.as_ref()?.dynamodb.as_ref()?.mismatched as f64
+            }
+            Metric::MissingInvocations => summary.verify.as_ref()?.logs.as_ref()?.missing as f64,
+            Metric::IsolationLeaks => summary
+                .verify
+                .as_ref()?
+                .isolation
+                .as_ref()?
+                .leaks
+                .iter()
+                .map(|l| l.count)
+                .sum::<u64>() as f64,
             Metric::Rps => match &self.step {
                 None => summary.totals.rps,
                 Some(name) => summary
@@ -264,7 +303,13 @@ fn parse_limit(metric: Metric, text: &str) -> Result<f64, String> {
                 Ok(v * 100.0)
             }
         }
-        Metric::DroppedIterations | Metric::Requests | Metric::Failed => {
+        Metric::DroppedIterations
+        | Metric::Requests
+        | Metric::Failed
+        | Metric::MissingWrites
+        | Metric::MismatchedWrites
+        | Metric::MissingInvocations
+        | Metric::IsolationLeaks => {
             let v = number(text)?;
             if v < 0.0 || v.fract() != 0.0 {
                 return Err(format!("{text:?} is not a count"));

@@ -500,7 +500,8 @@ fn shards_merge_into_what_the_server_saw() {
     let mut seqs: BTreeMap<String, HashSet<u64>> = BTreeMap::new();
     for post in server.seen().iter().filter(|s| s.method == Method::POST) {
         let correlation = post.headers["x-correlation-id"].to_str().unwrap();
-        let run_id = correlation.rsplit_once('-').unwrap().0.to_string();
+        // Run ids have no `-`: the first one ends it.
+        let run_id = correlation.split_once('-').unwrap().0.to_string();
         let body: serde_json::Value = serde_json::from_slice(&post.body).unwrap();
         assert!(
             seqs.entry(run_id)

@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderValue, Request};
 use http_body_util::Full;
 
 use super::client::{Answer, Body, Connection, Connector};
-use crate::metrics::Metrics;
+use crate::metrics::{InvocationRecord, Metrics, WriteRecord};
 use crate::scenario::template::Vars;
 use crate::scenario::{CaptureSource, CheckKind, Expected, Plan, Predicate, Step};
 
@@ -62,6 +62,7 @@ pub struct IterationContext<'a> {
     pub metrics: &'a RefCell<Metrics>,
     pub check_offsets: &'a [usize],
     pub user_agent: &'a HeaderValue,
+    pub record: RecordWhat,
 }
 
 pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
@@ -87,7 +88,20 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
             iteration: vu_iteration,
             captures: &vu.captures,
         };
-        let request = match build_request(plan, step, &request_vars, cx.user_agent) {
+        // Unique per request and led by the run id, so one quoted filter
+        // pattern finds all of a run's log lines.
+        let correlation_id = plan
+            .verify
+            .correlation_header
+            .as_ref()
+            .map(|_| format!("{}-{}-{}", plan.run_id, due.seq, index));
+        let request = match build_request(
+            plan,
+            step,
+            &request_vars,
+            cx.user_agent,
+            correlation_id.as_deref(),
+        ) {
             Some(r) => r,
             None => {
                 // A rendered value is not valid in a request (e.g. a newline in a header).
@@ -163,6 +177,30 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
                     outcome.err().unwrap_or_default()
                 });
             }
+            if cx.record.invocations && reached_function(status) {
+                metrics.records.invocations.push(InvocationRecord {
+                    step: index,
+                    correlation_id: correlation_id.clone(),
+                    request_id: request_id(&answer),
+                });
+            }
+            if let (true, false, Some(writes)) = (cx.record.writes, failed, &step.writes) {
+                metrics.records.writes.push(WriteRecord {
+                    step: index,
+                    key: writes
+                        .key
+                        .iter()
+                        .map(|(name, v)| (name.clone(), json_text(&render_expected(v, &vars))))
+                        .collect(),
+                    attributes: writes
+                        .attributes
+                        .iter()
+                        .map(|(name, v)| (name.clone(), render_expected(v, &vars)))
+                        .collect(),
+                    correlation_id: correlation_id.clone(),
+                    request_id: request_id(&answer),
+                });
+            }
         }
         if !captured_all {
             // Later steps would send requests built from missing values.
@@ -171,6 +209,45 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
         step_due = done;
     }
     cx.metrics.borrow_mut().iterations_completed += 1;
+}
+
+/// API Gateway answers 403 (no route, no auth) and 429 (throttled) itself,
+/// without invoking the function.
+fn reached_function(status: u16) -> bool {
+    (200..500).contains(&status) && status != 403 && status != 429
+}
+
+fn request_id(answer: &Answer) -> Option<String> {
+    answer
+        .headers
+        .get("x-amzn-requestid")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn render_expected(expected: &Expected, vars: &Vars<'_>) -> serde_json::Value {
+    match expected {
+        Expected::Text(t) => serde_json::Value::String(t.render(vars)),
+        Expected::Value(v) => v.clone(),
+    }
+}
+
+/// Which verification records the run keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordWhat {
+    pub writes: bool,
+    pub invocations: bool,
+}
+
+impl RecordWhat {
+    pub fn for_plan(plan: &Plan) -> RecordWhat {
+        let v = &plan.verify;
+        let isolation = !v.isolate_from.is_empty();
+        RecordWhat {
+            writes: v.dynamodb || isolation,
+            invocations: v.logs || isolation,
+        }
+    }
 }
 
 fn micros(d: std::time::Duration) -> u64 {
@@ -189,6 +266,7 @@ pub fn build_request(
     step: &Step,
     vars: &Vars<'_>,
     user_agent: &HeaderValue,
+    correlation_id: Option<&str>,
 ) -> Option<Request<Body>> {
     let mut uri = String::with_capacity(64);
     step.path.render_into(vars, &mut uri);
@@ -210,6 +288,9 @@ pub fn build_request(
         value.clear();
         template.render_into(vars, &mut value);
         headers.insert(name.clone(), HeaderValue::from_str(&value).ok()?);
+    }
+    if let (Some(name), Some(id)) = (&plan.verify.correlation_header, correlation_id) {
+        headers.insert(name.clone(), HeaderValue::from_str(id).ok()?);
     }
     let body = match &step.body {
         Some(template) => {

@@ -8,7 +8,7 @@ pub mod iteration;
 pub mod schedule;
 pub mod worker;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, SystemTime};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::Error;
-use crate::metrics::Metrics;
+use crate::metrics::{InvocationRecord, Metrics, Reservoir, WriteRecord};
 use crate::scenario::Plan;
 use crate::summary::{Detail, RunFacts, Summary, TimelinePoint};
 use client::Connector;
@@ -39,6 +39,34 @@ pub struct Progress {
 pub struct RunResult {
     pub metrics: Metrics,
     pub facts: RunFacts,
+    pub writes: Reservoir<WriteRecord>,
+    pub invocations: Reservoir<InvocationRecord>,
+}
+
+/// Verification records, bounded: exact up to the cap, a uniform sample past it.
+struct Collected {
+    writes: Reservoir<WriteRecord>,
+    invocations: Reservoir<InvocationRecord>,
+}
+
+impl Collected {
+    fn new(cap: usize) -> Collected {
+        Collected {
+            writes: Reservoir::new(cap),
+            invocations: Reservoir::new(cap),
+        }
+    }
+
+    fn add(&mut self, records: crate::metrics::Records) {
+        records
+            .writes
+            .into_iter()
+            .for_each(|w| self.writes.offer(w));
+        records
+            .invocations
+            .into_iter()
+            .for_each(|i| self.invocations.offer(i));
+    }
 }
 
 /// Checks the target answers a TCP (and TLS) connection before any traffic,
@@ -114,6 +142,7 @@ async fn coordinate(
     drop(report_tx);
 
     let mut totals = Metrics::new(plan.steps.len(), plan.check_count());
+    let mut collected = Collected::new(plan.verify.max_recorded_writes);
     let mut seconds: BTreeMap<u64, (usize, Metrics)> = BTreeMap::new();
     let mut timeline = Vec::new();
     let mut done = 0;
@@ -139,7 +168,8 @@ async fn coordinate(
         };
         tokio::select! {
             message = report_rx.recv() => match message {
-                Some(WorkerMessage::Tick { tick, delta }) => {
+                Some(WorkerMessage::Tick { tick, mut delta }) => {
+                    collected.add(std::mem::take(&mut delta.records));
                     totals.merge(&delta);
                     let complete = add_to_second(&mut seconds, tick, &delta, threads, &plan);
                     if let Some(second) = complete {
@@ -162,7 +192,8 @@ async fn coordinate(
                         }
                     }
                 }
-                Some(WorkerMessage::Done { tick, delta }) => {
+                Some(WorkerMessage::Done { tick, mut delta }) => {
+                    collected.add(std::mem::take(&mut delta.records));
                     totals.merge(&delta);
                     if let Some(second) = add_to_second(&mut seconds, tick, &delta, threads, &plan) {
                         timeline.push(TimelinePoint::from_delta(tick, &second));
@@ -217,6 +248,8 @@ async fn coordinate(
             stopped_by,
             timeline,
         },
+        writes: collected.writes,
+        invocations: collected.invocations,
     })
 }
 
@@ -255,7 +288,17 @@ fn failing_threshold(
         timeline: Vec::new(),
     };
     let summary = Summary::build(plan, totals, &facts, Detail::Numbers);
-    summary.failed_thresholds().next().map(|t| t.expr.clone())
+    // Verification has not happened yet: its rules cannot be judged mid-run.
+    let pending: HashSet<&str> = plan
+        .thresholds
+        .iter()
+        .filter(|t| t.metric.is_verification())
+        .map(|t| t.expr.as_str())
+        .collect();
+    summary
+        .failed_thresholds()
+        .find(|t| !pending.contains(t.expr.as_str()))
+        .map(|t| t.expr.clone())
 }
 
 /// Ctrl-C and SIGTERM, counted: the first stops gracefully, the second at once.

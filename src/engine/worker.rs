@@ -154,6 +154,7 @@ impl Worker {
             metrics: &self.metrics,
             check_offsets: &self.check_offsets,
             user_agent: &self.user_agent,
+            record: iteration::RecordWhat::for_plan(&self.setup.plan),
         }
     }
 

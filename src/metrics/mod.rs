@@ -3,10 +3,12 @@
 //! merging is one function and is exact (histograms add bucket by bucket).
 
 pub mod histogram;
+pub mod records;
 
 use hdrhistogram::Histogram;
 
 pub use histogram::{LatencySummary, decode_histogram, encode_histogram, new_histogram};
+pub use records::{InvocationRecord, Records, Reservoir, WriteRecord};
 
 /// Transport failures, counted apart from HTTP statuses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -149,6 +151,8 @@ pub struct Metrics {
     pub interrupted_iterations: u64,
     /// How late iterations started against their intended time (open model).
     pub schedule_lag_us: Histogram<u64>,
+    /// For verification; moved out, never merged into totals.
+    pub records: Records,
 }
 
 impl Metrics {
@@ -161,6 +165,7 @@ impl Metrics {
             dropped_iterations: 0,
             interrupted_iterations: 0,
             schedule_lag_us: new_histogram(),
+            records: Records::default(),
         }
     }
 
@@ -198,7 +203,10 @@ impl Metrics {
     /// Hands out what was recorded since the last call and starts afresh,
     /// keeping the allocations.
     pub fn take_delta(&mut self) -> Metrics {
-        let delta = self.clone();
+        // Records are moved, not copied: they can be large.
+        let records = std::mem::take(&mut self.records);
+        let mut delta = self.clone();
+        delta.records = records;
         for step in &mut self.steps {
             step.reset();
         }

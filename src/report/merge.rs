@@ -8,6 +8,10 @@
 //! p50/p99 (request-weighted p50, highest p99). A timeline point's overall
 //! p50/p99 is exact when every shard saved that second's histogram (summaries
 //! from this version on do).
+//!
+//! Verification merges by summing each shard's counts (every shard checks its
+//! own writes); `logs.invocations` counts every `START` line in a shard's
+//! window, shared by all shards, so the merge keeps the highest.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,7 +24,8 @@ use crate::metrics::{
     ErrorCounts, LatencySummary, decode_histogram, encode_histogram, new_histogram,
 };
 use crate::summary::{
-    ChecksSummary, StepPoint, StepSummary, Summary, TimelinePoint, Totals, rfc3339,
+    ChecksSummary, CleanupSummary, DynamoVerify, IsolationVerify, Leak, LogsVerify, StepPoint,
+    StepSummary, Summary, TimelinePoint, Totals, VerifySummary, rfc3339,
 };
 use crate::thresholds::{self, Threshold};
 
@@ -153,6 +158,7 @@ pub fn merge(parts: &[Summary]) -> Result<Summary, MergeError> {
         checks,
         thresholds: Vec::new(),
         timeline: merge_timeline(parts)?,
+        verify: merge_verify(parts)?,
         passed: true,
     };
     rejudge(&mut merged, &first.thresholds)?;
@@ -429,6 +435,101 @@ fn merge_second(t: u64, points: &[&TimelinePoint]) -> Result<TimelinePoint, Merg
     })
 }
 
+/// Examples kept per list in a merged verification, as a single run keeps.
+const EXAMPLES: usize = 10;
+
+fn merge_verify(parts: &[Summary]) -> Result<Option<VerifySummary>, MergeError> {
+    let verified: Vec<&VerifySummary> = parts.iter().filter_map(|p| p.verify.as_ref()).collect();
+    if verified.is_empty() {
+        return Ok(None);
+    }
+    if verified.len() != parts.len() {
+        return Err(MergeError(
+            "some summaries have backend verification and some do not (--no-verify on some shards?)"
+                .to_string(),
+        ));
+    }
+    let examples = |lists: &mut dyn Iterator<Item = &Vec<String>>| -> Vec<String> {
+        lists.flatten().take(EXAMPLES).cloned().collect()
+    };
+    let dynamo: Vec<&DynamoVerify> = verified
+        .iter()
+        .filter_map(|v| v.dynamodb.as_ref())
+        .collect();
+    let logs: Vec<&LogsVerify> = verified.iter().filter_map(|v| v.logs.as_ref()).collect();
+    let isolation: Vec<&IsolationVerify> = verified
+        .iter()
+        .filter_map(|v| v.isolation.as_ref())
+        .collect();
+    let cleanup: Vec<&CleanupSummary> =
+        verified.iter().filter_map(|v| v.cleanup.as_ref()).collect();
+    let mut api_calls = BTreeMap::new();
+    for v in &verified {
+        for (op, n) in &v.api_calls {
+            *api_calls.entry(op.clone()).or_insert(0) += n;
+        }
+    }
+    Ok(Some(VerifySummary {
+        dynamodb: dynamo.first().map(|first| DynamoVerify {
+            table: first.table.clone(),
+            written: dynamo.iter().map(|d| d.written).sum(),
+            recorded: dynamo.iter().map(|d| d.recorded).sum(),
+            sampled: dynamo.iter().any(|d| d.sampled),
+            checked: dynamo.iter().map(|d| d.checked).sum(),
+            found: dynamo.iter().map(|d| d.found).sum(),
+            missing: dynamo.iter().map(|d| d.missing).sum(),
+            mismatched: dynamo.iter().map(|d| d.mismatched).sum(),
+            examples: examples(&mut dynamo.iter().map(|d| &d.examples)),
+        }),
+        logs: logs.first().map(|first| LogsVerify {
+            log_group: first.log_group.clone(),
+            checked: logs.iter().map(|l| l.checked).sum(),
+            found: logs.iter().map(|l| l.found).sum(),
+            missing: logs.iter().map(|l| l.missing).sum(),
+            invocations: logs.iter().map(|l| l.invocations).max().unwrap_or(0),
+            waited_s: logs.iter().map(|l| l.waited_s).fold(0.0, f64::max),
+            examples: examples(&mut logs.iter().map(|l| &l.examples)),
+        }),
+        isolation: isolation.first().map(|_| {
+            let mut stages: Vec<String> = Vec::new();
+            let mut leaks: Vec<Leak> = Vec::new();
+            for i in &isolation {
+                for stage in &i.stages {
+                    if !stages.contains(stage) {
+                        stages.push(stage.clone());
+                    }
+                }
+                for leak in &i.leaks {
+                    match leaks
+                        .iter_mut()
+                        .find(|l| l.stage == leak.stage && l.resource == leak.resource)
+                    {
+                        Some(l) => {
+                            l.count += leak.count;
+                            l.of += leak.of;
+                            l.examples.extend(leak.examples.iter().cloned());
+                            l.examples.truncate(EXAMPLES);
+                        }
+                        None => leaks.push(leak.clone()),
+                    }
+                }
+            }
+            IsolationVerify {
+                ok: isolation.iter().all(|i| i.ok),
+                stages,
+                leaks,
+            }
+        }),
+        cleanup: cleanup.first().map(|first| CleanupSummary {
+            table: first.table.clone(),
+            deleted: cleanup.iter().map(|c| c.deleted).sum(),
+            skipped: cleanup.iter().map(|c| c.skipped).sum(),
+            failed: cleanup.iter().map(|c| c.failed).sum(),
+        }),
+        api_calls,
+    }))
+}
+
 /// The earliest RFC 3339 time; text that does not parse is kept only when
 /// nothing parses.
 fn earliest<'a>(times: impl Iterator<Item = &'a str>) -> String {
@@ -530,6 +631,7 @@ mod tests {
                 implicit: false,
             }],
             timeline: vec![point(t0), point(t0 + 1)],
+            verify: None,
             passed: true,
         }
     }
@@ -652,6 +754,30 @@ mod tests {
         assert!((merged.timeline[0].p50_ms - 3.0).abs() < 0.01);
         assert!((merged.timeline[0].p99_ms - 9.0).abs() < 0.01);
         assert!(merged.timeline[0].histogram.is_none());
+    }
+
+    #[test]
+    fn verification_counts_add_up_and_must_be_on_every_shard() {
+        let verified = |shard, missing| {
+            let mut s = summary(&[1_000], Some(shard), 0);
+            s.verify = Some(VerifySummary {
+                dynamodb: Some(DynamoVerify {
+                    table: "test-User".into(),
+                    written: 10,
+                    checked: 10,
+                    found: 10 - missing,
+                    missing,
+                    ..DynamoVerify::default()
+                }),
+                ..VerifySummary::default()
+            });
+            s
+        };
+        let merged = merge(&[verified("1/2", 1), verified("2/2", 2)]).unwrap();
+        let dynamo = merged.verify.unwrap().dynamodb.unwrap();
+        assert_eq!((dynamo.written, dynamo.found, dynamo.missing), (20, 17, 3));
+        let err = merge(&[verified("1/2", 0), summary(&[1_000], Some("2/2"), 0)]).unwrap_err();
+        assert!(err.0.contains("verification"), "{err}");
     }
 
     #[test]

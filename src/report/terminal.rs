@@ -227,6 +227,9 @@ pub fn render(summary: &Summary, color: bool) -> String {
             let _ = writeln!(out);
         }
     }
+    if let Some(v) = &summary.verify {
+        out.push_str(&render_verify(summary, v, color));
+    }
     if !summary.thresholds.is_empty() {
         let _ = writeln!(out, "thresholds:");
         for th in &summary.thresholds {
@@ -256,6 +259,102 @@ pub fn render(summary: &Summary, color: bool) -> String {
         .map(|s| format!(": {s}"))
         .unwrap_or_default();
     let _ = writeln!(out, "{verdict}{why}");
+    out
+}
+
+fn render_verify(summary: &Summary, v: &crate::summary::VerifySummary, color: bool) -> String {
+    let mut out = String::new();
+    let mark = |ok: bool| {
+        if ok {
+            paint(color, "32", "✓")
+        } else {
+            paint(color, "31", "✗")
+        }
+    };
+    let _ = writeln!(out, "verification of stage {}:", summary.stage);
+    if let Some(d) = &v.dynamodb {
+        let ok = d.missing == 0 && d.mismatched == 0;
+        let sample = if d.sampled {
+            format!(
+                " (a uniform sample of {} of {} writes)",
+                d.recorded, d.written
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  {} table {}: {} of {} written items found{}{}{}",
+            mark(ok),
+            d.table,
+            d.found,
+            d.checked,
+            if d.missing > 0 {
+                format!(", {} missing", d.missing)
+            } else {
+                String::new()
+            },
+            if d.mismatched > 0 {
+                format!(", {} with other attributes", d.mismatched)
+            } else {
+                String::new()
+            },
+            sample
+        );
+        for e in &d.examples {
+            let _ = writeln!(out, "      {e}");
+        }
+    }
+    if let Some(l) = &v.logs {
+        let _ = writeln!(
+            out,
+            "  {} log group {}: {} of {} requests found in the function's logs{} ({} invocations in the window, waited {:.1}s)",
+            mark(l.missing == 0),
+            l.log_group,
+            l.found,
+            l.checked,
+            if l.missing > 0 {
+                format!(", {} missing", l.missing)
+            } else {
+                String::new()
+            },
+            l.invocations,
+            l.waited_s
+        );
+        for e in &l.examples {
+            let _ = writeln!(out, "      {e}");
+        }
+    }
+    if let Some(i) = &v.isolation {
+        if i.ok {
+            let _ = writeln!(
+                out,
+                "  {} isolation from {}: nothing reached them",
+                mark(true),
+                i.stages.join(", ")
+            );
+        } else {
+            for leak in &i.leaks {
+                let _ = writeln!(
+                    out,
+                    "  {} {}",
+                    mark(false),
+                    paint(
+                        color,
+                        "1;31",
+                        &format!("ISOLATION FAILED: {}", leak.message)
+                    )
+                );
+            }
+        }
+    }
+    if let Some(c) = &v.cleanup {
+        let _ = writeln!(
+            out,
+            "  cleanup of {}: {} items deleted, {} left (changed since written), {} failed",
+            c.table, c.deleted, c.skipped, c.failed
+        );
+    }
     out
 }
 

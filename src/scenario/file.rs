@@ -24,6 +24,53 @@ pub struct ScenarioFile {
     pub steps: S<Vec<StepSpec>>,
     #[serde(default)]
     pub thresholds: ThresholdsSpec,
+    /// How each stage's backends are named.
+    #[serde(default)]
+    pub backends: BackendsSpec,
+    #[serde(default)]
+    pub verify: VerifySpec,
+}
+
+/// Name templates: `{prefix}` is the stage's table prefix, `{stage}` its
+/// name, `{function}` the rendered function name. The defaults are the
+/// seed's convention (`test-User`, `test-user-service`, `/aws/lambda/test-user-service`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendsSpec {
+    pub table: Option<S<String>>,
+    pub function: Option<S<String>>,
+    pub log_group: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    /// Check recorded writes in the stage's table (default: on when a step declares writes).
+    pub dynamodb: Option<bool>,
+    /// Check the invocations in the stage's function logs (default: on with any verification).
+    pub logs: Option<bool>,
+    /// Check that nothing reached these stages (default: every other stage of the scenario).
+    pub isolate_from: Option<S<Vec<S<String>>>>,
+    /// Header carrying a unique id per request; `""` sends none.
+    pub correlation_header: Option<S<String>>,
+    /// What the functions log: `correlation_id` (our header), `request_id`
+    /// (API Gateway's `x-amzn-RequestId`, as Powertools logs it) or `either`.
+    pub log_match: Option<S<String>>,
+    /// Re-check missing items for this long before calling them missing.
+    pub settle: Option<S<String>>,
+    /// How long to wait for log ingestion (default 60s).
+    pub logs_deadline: Option<S<String>>,
+    /// Writes recorded exactly; past it a uniform sample (default 100 000).
+    pub max_recorded_writes: Option<S<u64>>,
+}
+
+/// What a step writes: the item's key and the attributes it should have.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WritesSpec {
+    pub key: S<BTreeMap<String, S<toml::Value>>>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, S<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,6 +92,10 @@ pub struct StageSpec {
     pub table_prefix: String,
     #[serde(default)]
     pub protected: bool,
+    /// Override the `[backends]` templates for this stage.
+    pub table: Option<S<String>>,
+    pub function: Option<S<String>>,
+    pub log_group: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +151,8 @@ pub struct StepSpec {
     pub checks: Vec<S<CheckSpec>>,
     #[serde(default)]
     pub capture: BTreeMap<S<String>, S<CaptureSpec>>,
+    /// The DynamoDB item this step writes, for verification.
+    pub writes: Option<S<WritesSpec>>,
 }
 
 /// One check: a subject (`status`, `header`, `json`, `body_contains`,

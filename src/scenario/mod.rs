@@ -7,6 +7,7 @@ pub mod plan;
 pub mod template;
 
 pub use plan::{
-    Capture, CaptureSource, Check, CheckKind, Expected, Load, Model, Overrides, Plan, Predicate,
-    Profile, Scheme, Shard, Stage, Step, Target, TlsOptions, load, parse,
+    AwsOptions, Backends, Capture, CaptureSource, Check, CheckKind, Expected, Load, LogMatch,
+    Model, Overrides, Plan, Predicate, Profile, Scheme, Shard, Stage, Step, Target, TlsOptions,
+    VerifyPlan, Writes, load, parse,
 };

@@ -38,6 +38,7 @@ pub struct Plan {
     pub threads: usize,
     pub tls: TlsOptions,
     pub uses_uuid: bool,
+    pub verify: VerifyPlan,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +46,61 @@ pub struct Stage {
     pub name: String,
     pub table_prefix: String,
     pub protected: bool,
+    pub backends: Backends,
+}
+
+/// Where a stage's traffic should land.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backends {
+    pub table: String,
+    pub function: String,
+    pub log_group: String,
+}
+
+/// What to prove after the traffic, and against which stages.
+#[derive(Debug, Clone)]
+pub struct VerifyPlan {
+    pub dynamodb: bool,
+    pub logs: bool,
+    /// Other stages that must have received nothing.
+    pub isolate_from: Vec<Stage>,
+    pub correlation_header: Option<HeaderName>,
+    pub log_match: LogMatch,
+    pub settle: Duration,
+    pub logs_deadline: Duration,
+    pub max_recorded_writes: usize,
+    pub cleanup: bool,
+    pub aws: AwsOptions,
+}
+
+impl VerifyPlan {
+    pub fn enabled(&self) -> bool {
+        self.dynamodb || self.logs || !self.isolate_from.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogMatch {
+    /// Our correlation header, as the function logs it.
+    CorrelationId,
+    /// API Gateway's request id (`x-amzn-RequestId`), as Powertools logs it.
+    RequestId,
+    Either,
+}
+
+/// Where the AWS SDK looks; empty means the default chain and environment.
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint: Option<String>,
+}
+
+/// The item a step writes: its key and expected attributes, rendered per iteration.
+#[derive(Debug, Clone)]
+pub struct Writes {
+    pub key: Vec<(String, Expected)>,
+    pub attributes: Vec<(String, Expected)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +265,7 @@ pub struct Step {
     pub expected_status: Option<Vec<u16>>,
     /// Some check or capture reads the body as JSON.
     pub needs_json: bool,
+    pub writes: Option<Writes>,
 }
 
 #[derive(Debug, Clone)]
@@ -280,6 +337,12 @@ pub struct Overrides {
     pub tls: TlsOptions,
     /// `validate` needs no stage: a scenario may leave it to the command line.
     pub validate_only: bool,
+    /// `Some(false)` turns every backend verification off.
+    pub verify: Option<bool>,
+    pub isolate_from: Vec<String>,
+    pub cleanup: bool,
+    pub logs_deadline: Option<Duration>,
+    pub aws: AwsOptions,
 }
 
 impl Plan {
@@ -362,6 +425,7 @@ impl Names for Scope {
 
 fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error> {
     let usage = |m: String| Error::Usage(m);
+    let naming = Naming::new(&file.backends);
     let mut stages = Vec::new();
     for spec in &file.stages {
         if stages
@@ -373,10 +437,12 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
                 format!("stage `{}` is listed twice", spec.name.get_ref()),
             ));
         }
+        let backends = naming.resolve(spec.name.get_ref(), &spec.table_prefix, spec);
         stages.push(Stage {
             name: spec.name.get_ref().clone(),
             table_prefix: spec.table_prefix.clone(),
             protected: spec.protected,
+            backends,
         });
     }
     let stage_name = match (&ov.stage, &file.target.stage) {
@@ -398,6 +464,7 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
             name: stage_name.clone(),
             table_prefix: String::new(),
             protected: false,
+            backends: naming.resolve(&stage_name, "", &NoOverrides),
         },
         None => {
             let known: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
@@ -504,6 +571,47 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
     }
     let uses_uuid = steps.iter().any(step_uses_uuid) || headers.iter().any(|(_, t)| t.uses_uuid());
     let capture_slots = scope.captures.len();
+    let verify = build_verify(cx, &file, ov, &stage, &stages, &steps)?;
+    // Missing writes, missing invocations and leaks fail the run unless the
+    // scenario writes its own rule for them.
+    let implied = [
+        (
+            verify.dynamodb,
+            Metric::MissingWrites,
+            "missing_writes == 0",
+        ),
+        (
+            verify.dynamodb,
+            Metric::MismatchedWrites,
+            "mismatched_writes == 0",
+        ),
+        (
+            verify.logs,
+            Metric::MissingInvocations,
+            "missing_invocations == 0",
+        ),
+        (
+            !verify.isolate_from.is_empty(),
+            Metric::IsolationLeaks,
+            "isolation_leaks == 0",
+        ),
+    ];
+    for (on, metric, expr) in implied {
+        if on
+            && !thresholds
+                .iter()
+                .any(|t| t.metric == metric && t.step.is_none())
+        {
+            thresholds.push(Threshold {
+                expr: expr.into(),
+                step: None,
+                metric,
+                op: Op::Eq,
+                limit: 0.0,
+                implicit: true,
+            });
+        }
+    }
     Ok(Plan {
         source: cx.file.to_path_buf(),
         name: file.name.clone().unwrap_or_else(|| {
@@ -527,6 +635,7 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
         threads,
         tls: ov.tls.clone(),
         uses_uuid,
+        verify,
     })
 }
 
@@ -717,6 +826,25 @@ fn build_step(
             source,
         });
     }
+    let writes = match &spec.writes {
+        None => None,
+        Some(w) => {
+            let w_ref = w.get_ref();
+            if w_ref.key.get_ref().is_empty() || w_ref.key.get_ref().len() > 2 {
+                return Err(cx.error(
+                    w_ref.key.span(),
+                    "a key has one attribute (partition key) or two (with the sort key)",
+                ));
+            }
+            let expected = |map: &BTreeMap<String, Spanned<toml::Value>>| -> Result<Vec<(String, Expected)>, Error> {
+                map.iter().map(|(name, value)| Ok((name.clone(), expected_value(cx, value, scope)?))).collect()
+            };
+            Some(Writes {
+                key: expected(w_ref.key.get_ref())?,
+                attributes: expected(&w_ref.attributes)?,
+            })
+        }
+    };
     let needs_json = checks
         .iter()
         .any(|c| matches!(c.kind, CheckKind::Json { .. }))
@@ -736,6 +864,7 @@ fn build_step(
         captures,
         expected_status,
         needs_json,
+        writes,
     })
 }
 
@@ -894,6 +1023,215 @@ fn build_predicate(
             "absent".into()
         },
     ))
+}
+
+fn expected_value(
+    cx: &Cx<'_>,
+    value: &Spanned<toml::Value>,
+    scope: &Scope,
+) -> Result<Expected, Error> {
+    Ok(match value.get_ref() {
+        toml::Value::String(s) => Expected::Text(
+            Template::compile(s, Escape::None, scope)
+                .map_err(|e| cx.error(value.span(), e.message))?,
+        ),
+        other => Expected::Value(toml_to_json(other)),
+    })
+}
+
+/// The `[backends]` name templates, with the seed's convention as defaults.
+struct Naming {
+    table: String,
+    function: String,
+    log_group: String,
+}
+
+trait StageNames {
+    fn table(&self) -> Option<&str>;
+    fn function(&self) -> Option<&str>;
+    fn log_group(&self) -> Option<&str>;
+}
+
+impl StageNames for super::file::StageSpec {
+    fn table(&self) -> Option<&str> {
+        self.table.as_ref().map(|s| s.get_ref().as_str())
+    }
+    fn function(&self) -> Option<&str> {
+        self.function.as_ref().map(|s| s.get_ref().as_str())
+    }
+    fn log_group(&self) -> Option<&str> {
+        self.log_group.as_ref().map(|s| s.get_ref().as_str())
+    }
+}
+
+struct NoOverrides;
+
+impl StageNames for NoOverrides {
+    fn table(&self) -> Option<&str> {
+        None
+    }
+    fn function(&self) -> Option<&str> {
+        None
+    }
+    fn log_group(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Naming {
+    fn new(spec: &super::file::BackendsSpec) -> Naming {
+        let pick = |v: &Option<Spanned<String>>, default: &str| {
+            v.as_ref()
+                .map_or(default.to_string(), |s| s.get_ref().clone())
+        };
+        Naming {
+            table: pick(&spec.table, "{prefix}User"),
+            function: pick(&spec.function, "{prefix}user-service"),
+            log_group: pick(&spec.log_group, "/aws/lambda/{function}"),
+        }
+    }
+
+    fn resolve(&self, stage: &str, prefix: &str, overrides: &dyn StageNames) -> Backends {
+        let fill = |t: &str| t.replace("{prefix}", prefix).replace("{stage}", stage);
+        let table = fill(overrides.table().unwrap_or(&self.table));
+        let function = fill(overrides.function().unwrap_or(&self.function));
+        let log_group =
+            fill(overrides.log_group().unwrap_or(&self.log_group)).replace("{function}", &function);
+        Backends {
+            table,
+            function,
+            log_group,
+        }
+    }
+}
+
+const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
+const DEFAULT_LOGS_DEADLINE: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_RECORDED_WRITES: u64 = 100_000;
+
+fn build_verify(
+    cx: &Cx<'_>,
+    file: &ScenarioFile,
+    ov: &Overrides,
+    stage: &Stage,
+    stages: &[Stage],
+    steps: &[Step],
+) -> Result<VerifyPlan, Error> {
+    let spec = &file.verify;
+    let any_writes = steps.iter().any(|s| s.writes.is_some());
+    let off = ov.verify == Some(false);
+    let dynamodb = !off && spec.dynamodb.unwrap_or(any_writes);
+    let isolate_names: Vec<String> = if !ov.isolate_from.is_empty() {
+        ov.isolate_from.clone()
+    } else if let Some(list) = &spec.isolate_from {
+        list.get_ref().iter().map(|s| s.get_ref().clone()).collect()
+    } else if dynamodb || spec.logs == Some(true) {
+        stages
+            .iter()
+            .filter(|s| s.name != stage.name)
+            .map(|s| s.name.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut isolate_from = Vec::new();
+    for name in isolate_names {
+        if name == stage.name {
+            continue;
+        }
+        match stages.iter().find(|s| s.name == name) {
+            Some(other) => isolate_from.push(other.clone()),
+            None => {
+                let message = format!("cannot isolate from unknown stage `{name}`");
+                return Err(match &spec.isolate_from {
+                    Some(list) if ov.isolate_from.is_empty() => cx.error(list.span(), message),
+                    _ => Error::Usage(format!("--isolate-from: {message}")),
+                });
+            }
+        }
+    }
+    if off {
+        isolate_from.clear();
+    }
+    let logs = !off && spec.logs.unwrap_or(dynamodb || !isolate_from.is_empty());
+    let correlation_header = match &spec.correlation_header {
+        Some(h) if h.get_ref().is_empty() => None,
+        Some(h) => Some(header_name(h.get_ref()).map_err(|m| cx.error(h.span(), m))?),
+        None => Some(HeaderName::from_static("x-correlation-id")),
+    };
+    let log_match = match &spec.log_match {
+        None => LogMatch::CorrelationId,
+        Some(m) => match m.get_ref().as_str() {
+            "correlation_id" => LogMatch::CorrelationId,
+            "request_id" => LogMatch::RequestId,
+            "either" => LogMatch::Either,
+            other => {
+                return Err(cx.error(m.span(), format!("unknown log_match {other:?} (expected correlation_id, request_id or either)")));
+            }
+        },
+    };
+    if logs && correlation_header.is_none() && log_match == LogMatch::CorrelationId {
+        let span = spec.correlation_header.as_ref().map_or(0..0, |h| h.span());
+        return Err(cx.error(
+            span,
+            "log verification by correlation id needs a correlation_header",
+        ));
+    }
+    let settle = spec
+        .settle
+        .as_ref()
+        .map(|d| cx.duration(d))
+        .transpose()?
+        .unwrap_or(DEFAULT_SETTLE);
+    let logs_deadline = match (ov.logs_deadline, &spec.logs_deadline) {
+        (Some(d), _) => d,
+        (None, Some(d)) => cx.duration(d)?,
+        (None, None) => DEFAULT_LOGS_DEADLINE,
+    };
+    let max_recorded_writes = spec
+        .max_recorded_writes
+        .as_ref()
+        .map_or(DEFAULT_MAX_RECORDED_WRITES, |m| *m.get_ref());
+    if max_recorded_writes == 0 {
+        let span = spec.max_recorded_writes.as_ref().map_or(0..0, |m| m.span());
+        return Err(cx.error(span, "max_recorded_writes must be at least 1"));
+    }
+    if ov.cleanup {
+        // Only keys unique to this run may be deleted: a fixed key could name an item that was there before.
+        for step in steps {
+            if let Some(writes) = &step.writes {
+                let fresh = writes.key.iter().all(|(_, v)| match v {
+                    Expected::Text(t) => t.parts().iter().any(|p| {
+                        matches!(
+                            p,
+                            super::template::Part::Uuid
+                                | super::template::Part::RunId
+                                | super::template::Part::Capture(_)
+                        )
+                    }),
+                    Expected::Value(_) => false,
+                });
+                if !fresh {
+                    return Err(Error::Usage(format!(
+                        "--cleanup: step `{}` writes a key that is not unique to the run (use {{{{uuid}}}}, {{{{run_id}}}} or a captured id in it), so it could delete an item that existed before",
+                        step.name
+                    )));
+                }
+            }
+        }
+    }
+    Ok(VerifyPlan {
+        dynamodb,
+        logs,
+        isolate_from,
+        correlation_header,
+        log_match,
+        settle,
+        logs_deadline,
+        max_recorded_writes: usize::try_from(max_recorded_writes).unwrap_or(usize::MAX),
+        cleanup: ov.cleanup && dynamodb,
+        aws: ov.aws.clone(),
+    })
 }
 
 pub fn toml_to_json(value: &toml::Value) -> serde_json::Value {

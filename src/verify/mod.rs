@@ -1,0 +1,560 @@
+//! Backend verification after the traffic: the writes are in the stage's own
+//! table with the attributes written, the requests reached the stage's own
+//! function (its log group), and none of it reached another stage.
+
+pub mod aws;
+pub mod dynamodb;
+pub mod logs;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::error::Error;
+use crate::metrics::{InvocationRecord, Reservoir, WriteRecord};
+use crate::scenario::{LogMatch, Plan, Stage};
+use crate::summary::{
+    CleanupSummary, DynamoVerify, IsolationVerify, Leak, LogsVerify, VerifySummary,
+};
+use aws::Clients;
+use dynamodb::{Item, TableKeys};
+use logs::{Pacer, Window};
+
+const EXAMPLES: usize = 5;
+/// Log timestamps come from other clocks: widen the window on both sides.
+const CLOCK_SKEW: Duration = Duration::from_secs(30);
+
+/// Clients and the backends' shapes, checked before any traffic is sent.
+pub struct Verifier {
+    clients: Clients,
+    own_table: Option<TableKeys>,
+    other_tables: Vec<(Stage, TableKeys)>,
+    pacer: Pacer,
+    batch_calls: AtomicU64,
+    delete_calls: AtomicU64,
+}
+
+/// Everything verification is given from the run.
+pub struct Evidence {
+    pub writes: Reservoir<WriteRecord>,
+    pub invocations: Reservoir<InvocationRecord>,
+    pub started_at: SystemTime,
+    pub ended_at: SystemTime,
+}
+
+/// Checks that every table and log group to be verified exists and is
+/// readable with the current credentials, so a wrong name or missing
+/// permission is one sentence now, not a failure after minutes of load.
+pub async fn preflight(plan: &Plan) -> Result<Verifier, Error> {
+    let v = &plan.verify;
+    let clients = Clients::new(&v.aws).await;
+    let fail = |stage: &Stage, what: String| {
+        Error::Aws(format!("preflight for stage {}: {what}", stage.name))
+    };
+    let own_table = if v.dynamodb || !v.isolate_from.is_empty() {
+        Some(
+            dynamodb::describe_table(&clients.dynamodb, &plan.stage.backends.table)
+                .await
+                .map_err(|e| fail(&plan.stage, e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    if v.logs {
+        logs::group_exists(&clients.logs, &plan.stage.backends.log_group)
+            .await
+            .map_err(|e| fail(&plan.stage, e.to_string()))?;
+    }
+    let mut other_tables = Vec::new();
+    for other in &v.isolate_from {
+        let keys = dynamodb::describe_table(&clients.dynamodb, &other.backends.table)
+            .await
+            .map_err(|e| fail(other, e.to_string()))?;
+        logs::group_exists(&clients.logs, &other.backends.log_group)
+            .await
+            .map_err(|e| fail(other, e.to_string()))?;
+        other_tables.push((other.clone(), keys));
+    }
+    // Keys must be buildable from what the steps declare, or nothing can be checked.
+    if let Some(keys) = &own_table {
+        for step in &plan.steps {
+            if let Some(writes) = &step.writes {
+                for name in keys.types.keys() {
+                    if !writes.key.iter().any(|(k, _)| k == name) {
+                        return Err(Error::Usage(format!(
+                            "step `{}` declares writes keyed by {}, but table {}'s key is {}",
+                            step.name,
+                            writes
+                                .key
+                                .iter()
+                                .map(|(k, _)| k.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            keys.table,
+                            keys.types.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(Verifier {
+        clients,
+        own_table,
+        other_tables,
+        pacer: Pacer::new(),
+        batch_calls: AtomicU64::new(0),
+        delete_calls: AtomicU64::new(0),
+    })
+}
+
+impl Verifier {
+    pub async fn verify(&self, plan: &Plan, evidence: &Evidence) -> Result<VerifySummary, Error> {
+        let v = &plan.verify;
+        let written = evidence.writes.seen();
+        let writes: Vec<WriteRecord> = evidence.writes.clone().into_items();
+        let invocations: Vec<InvocationRecord> = evidence.invocations.clone().into_items();
+        let window = window(evidence);
+        let mut summary = VerifySummary::default();
+
+        if v.dynamodb
+            && let Some(keys) = &self.own_table
+        {
+            summary.dynamodb = Some(self.verify_table(keys, &writes, written, v.settle).await?);
+        }
+        if v.logs {
+            summary.logs = Some(self.verify_logs(plan, &invocations, &window).await?);
+        }
+        if !v.isolate_from.is_empty() {
+            summary.isolation = Some(
+                self.verify_isolation(plan, &writes, written, &invocations, &window)
+                    .await?,
+            );
+        }
+        if v.cleanup
+            && let Some(keys) = &self.own_table
+        {
+            summary.cleanup = Some(self.cleanup(keys, &writes).await);
+        }
+        summary.api_calls = BTreeMap::from([
+            (
+                "BatchGetItem".to_string(),
+                self.batch_calls.load(Ordering::Relaxed),
+            ),
+            (
+                "FilterLogEvents".to_string(),
+                self.pacer.calls.load(Ordering::Relaxed),
+            ),
+            (
+                "DeleteItem".to_string(),
+                self.delete_calls.load(Ordering::Relaxed),
+            ),
+        ]);
+        Ok(summary)
+    }
+
+    async fn verify_table(
+        &self,
+        keys: &TableKeys,
+        writes: &[WriteRecord],
+        written: u64,
+        settle: Duration,
+    ) -> Result<DynamoVerify, Error> {
+        // Several writes may name one key (repeats, updates): the item passes
+        // if it holds what any of them wrote.
+        let mut by_key: HashMap<String, (Item, Vec<&WriteRecord>)> = HashMap::new();
+        for record in writes {
+            let key = dynamodb::key_of(record, keys).map_err(|e| Error::Usage(e.to_string()))?;
+            by_key
+                .entry(dynamodb::key_text(&key))
+                .or_insert_with(|| (key, Vec::new()))
+                .1
+                .push(record);
+        }
+        let mut found: HashMap<String, Item> = HashMap::new();
+        let deadline = Instant::now() + settle;
+        loop {
+            let missing: Vec<Item> = by_key
+                .iter()
+                .filter(|(k, _)| !found.contains_key(*k))
+                .map(|(_, (key, _))| key.clone())
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            let got = dynamodb::read_items(
+                &self.clients.dynamodb,
+                &keys.table,
+                &missing,
+                &self.batch_calls,
+            )
+            .await
+            .map_err(|e| Error::Aws(e.to_string()))?;
+            found.extend(got);
+            // Re-check what is still missing until the settle window closes:
+            // a write can become visible a little after it was acknowledged.
+            if found.len() == by_key.len() || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(
+                Duration::from_millis(500).min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+        }
+        let mut result = DynamoVerify {
+            table: keys.table.clone(),
+            written,
+            recorded: writes.len() as u64,
+            sampled: written > writes.len() as u64,
+            checked: by_key.len() as u64,
+            ..DynamoVerify::default()
+        };
+        let mut keys_sorted: Vec<&String> = by_key.keys().collect();
+        keys_sorted.sort();
+        for key in keys_sorted {
+            let (_, records) = &by_key[key];
+            match found.get(key) {
+                None => {
+                    result.missing += 1;
+                    if result.examples.len() < EXAMPLES {
+                        result
+                            .examples
+                            .push(format!("missing {key}{}", via(records[0])));
+                    }
+                }
+                Some(item) => {
+                    let problems: Vec<String> = records
+                        .iter()
+                        .filter_map(|r| dynamodb::mismatch(item, &r.attributes))
+                        .collect();
+                    if problems.len() == records.len() && !problems.is_empty() {
+                        result.mismatched += 1;
+                        if result.examples.len() < EXAMPLES {
+                            result.examples.push(format!("{key}: {}", problems[0]));
+                        }
+                    } else {
+                        result.found += 1;
+                    }
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    async fn verify_logs(
+        &self,
+        plan: &Plan,
+        invocations: &[InvocationRecord],
+        window: &Window,
+    ) -> Result<LogsVerify, Error> {
+        let group = &plan.stage.backends.log_group;
+        let mode = plan.verify.log_match;
+        let started = Instant::now();
+        let deadline = started + plan.verify.logs_deadline;
+        let markers = markers(invocations, mode);
+        let pattern = run_pattern(plan);
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut pause = Duration::from_millis(500);
+        loop {
+            let messages = logs::messages(
+                &self.clients.logs,
+                &self.pacer,
+                group,
+                window,
+                pattern.as_deref(),
+            )
+            .await
+            .map_err(|e| Error::Aws(e.to_string()))?;
+            for message in &messages {
+                seen.extend(
+                    logs::markers_in(message, &markers)
+                        .into_iter()
+                        .map(str::to_string),
+                );
+            }
+            let all = invocations.iter().all(|i| is_found(i, &seen, mode));
+            if all || Instant::now() >= deadline {
+                break;
+            }
+            // Ingestion takes seconds on AWS: poll with backoff until the deadline.
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+        let starts = logs::messages(
+            &self.clients.logs,
+            &self.pacer,
+            group,
+            window,
+            Some("\"START RequestId\""),
+        )
+        .await
+        .map_err(|e| Error::Aws(e.to_string()))?;
+        let mut result = LogsVerify {
+            log_group: group.clone(),
+            checked: invocations.len() as u64,
+            invocations: starts
+                .iter()
+                .filter(|m| logs::is_invocation_start(m))
+                .count() as u64,
+            waited_s: started.elapsed().as_secs_f64(),
+            ..LogsVerify::default()
+        };
+        for invocation in invocations {
+            if is_found(invocation, &seen, mode) {
+                result.found += 1;
+            } else {
+                result.missing += 1;
+                if result.examples.len() < EXAMPLES {
+                    let id = invocation
+                        .correlation_id
+                        .as_deref()
+                        .or(invocation.request_id.as_deref())
+                        .unwrap_or("?");
+                    result.examples.push(format!(
+                        "no log line for {id} (step {})",
+                        plan.steps
+                            .get(invocation.step)
+                            .map_or("?", |s| s.name.as_str())
+                    ));
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    async fn verify_isolation(
+        &self,
+        plan: &Plan,
+        writes: &[WriteRecord],
+        written: u64,
+        invocations: &[InvocationRecord],
+        window: &Window,
+    ) -> Result<IsolationVerify, Error> {
+        let mut leaks = Vec::new();
+        let markers = markers(invocations, plan.verify.log_match);
+        let pattern = run_pattern(plan);
+        let own = &plan.stage.name;
+        for (other, keys) in &self.other_tables {
+            if !writes.is_empty() {
+                let mut wanted = Vec::new();
+                for record in writes {
+                    wanted.push(
+                        dynamodb::key_of(record, keys).map_err(|e| Error::Usage(e.to_string()))?,
+                    );
+                }
+                let found = dynamodb::read_items(
+                    &self.clients.dynamodb,
+                    &keys.table,
+                    &wanted,
+                    &self.batch_calls,
+                )
+                .await
+                .map_err(|e| Error::Aws(e.to_string()))?;
+                // Only what this run wrote counts: the item must hold our attributes.
+                let ours: Vec<&String> = writes
+                    .iter()
+                    .filter_map(|r| {
+                        let key = dynamodb::key_text(&dynamodb::key_of(r, keys).ok()?);
+                        let item = found.get(&key)?;
+                        dynamodb::mismatch(item, &r.attributes)
+                            .is_none()
+                            .then_some(found.get_key_value(&key)?.0)
+                    })
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .collect();
+                if !ours.is_empty() {
+                    let of = writes.len() as u64;
+                    let count = ours.len() as u64;
+                    leaks.push(Leak {
+                        stage: other.name.clone(),
+                        resource: format!("table {}", keys.table),
+                        count,
+                        of,
+                        examples: ours.iter().take(EXAMPLES).map(|k| k.to_string()).collect(),
+                        message: format!(
+                            "{count} of {of} writes sent to stage {own} are in table {} (stage {}){}",
+                            keys.table,
+                            other.name,
+                            if written > of { format!(" (checked a sample of {of} of {written} writes)") } else { String::new() }
+                        ),
+                    });
+                }
+            }
+            if !invocations.is_empty() {
+                let group = &other.backends.log_group;
+                let messages = logs::messages(
+                    &self.clients.logs,
+                    &self.pacer,
+                    group,
+                    window,
+                    pattern.as_deref(),
+                )
+                .await
+                .map_err(|e| Error::Aws(e.to_string()))?;
+                let mut hits: HashSet<String> = HashSet::new();
+                for message in &messages {
+                    hits.extend(
+                        logs::markers_in(message, &markers)
+                            .into_iter()
+                            .map(str::to_string),
+                    );
+                }
+                let leaked: Vec<&InvocationRecord> = invocations
+                    .iter()
+                    .filter(|i| is_found(i, &hits, LogMatch::Either))
+                    .collect();
+                if !leaked.is_empty() {
+                    let (count, of) = (leaked.len() as u64, invocations.len() as u64);
+                    leaks.push(Leak {
+                        stage: other.name.clone(),
+                        resource: format!("log group {group}"),
+                        count,
+                        of,
+                        examples: leaked.iter().take(EXAMPLES).filter_map(|i| i.correlation_id.clone().or(i.request_id.clone())).collect(),
+                        message: format!("{count} of {of} requests sent to stage {own} were logged by {group} (stage {})", other.name),
+                    });
+                }
+            }
+        }
+        Ok(IsolationVerify {
+            ok: leaks.is_empty(),
+            stages: self
+                .other_tables
+                .iter()
+                .map(|(s, _)| s.name.clone())
+                .collect(),
+            leaks,
+        })
+    }
+
+    /// Deletes exactly the items this run wrote, by key, and only while they
+    /// still hold what the run wrote.
+    async fn cleanup(&self, keys: &TableKeys, writes: &[WriteRecord]) -> CleanupSummary {
+        let mut summary = CleanupSummary {
+            table: keys.table.clone(),
+            ..CleanupSummary::default()
+        };
+        let mut done = HashSet::new();
+        for record in writes.iter().rev() {
+            let Ok(key) = dynamodb::key_of(record, keys) else {
+                summary.failed += 1;
+                continue;
+            };
+            if !done.insert(dynamodb::key_text(&key)) {
+                continue;
+            }
+            let mut request = self
+                .clients
+                .dynamodb
+                .delete_item()
+                .table_name(&keys.table)
+                .set_key(Some(key.clone()));
+            let mut conditions = Vec::new();
+            for (i, name) in key.keys().enumerate() {
+                request = request.expression_attribute_names(format!("#k{i}"), name);
+                conditions.push(format!("attribute_exists(#k{i})"));
+            }
+            for (i, (name, value)) in record.attributes.iter().enumerate() {
+                if let Some(value) = attribute_value(value) {
+                    request = request
+                        .expression_attribute_names(format!("#a{i}"), name)
+                        .expression_attribute_values(format!(":a{i}"), value);
+                    conditions.push(format!("#a{i} = :a{i}"));
+                }
+            }
+            request = request.condition_expression(conditions.join(" AND "));
+            self.delete_calls.fetch_add(1, Ordering::Relaxed);
+            match request.send().await {
+                Ok(_) => summary.deleted += 1,
+                Err(e) => {
+                    let conditional = e
+                        .as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception());
+                    if conditional {
+                        summary.skipped += 1
+                    } else {
+                        summary.failed += 1
+                    }
+                }
+            }
+        }
+        summary
+    }
+}
+
+fn attribute_value(value: &serde_json::Value) -> Option<AttributeValue> {
+    match value {
+        serde_json::Value::String(s) => Some(AttributeValue::S(s.clone())),
+        serde_json::Value::Number(n) => Some(AttributeValue::N(n.to_string())),
+        serde_json::Value::Bool(b) => Some(AttributeValue::Bool(*b)),
+        _ => None,
+    }
+}
+
+fn via(record: &WriteRecord) -> String {
+    match (&record.correlation_id, &record.request_id) {
+        (Some(c), _) => format!(" (request {c})"),
+        (None, Some(r)) => format!(" (x-amzn-RequestId {r})"),
+        _ => String::new(),
+    }
+}
+
+fn window(evidence: &Evidence) -> Window {
+    let ms = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    };
+    Window {
+        start_ms: ms(evidence.started_at) - CLOCK_SKEW.as_millis() as i64,
+        end_ms: ms(evidence.ended_at) + CLOCK_SKEW.as_millis() as i64,
+    }
+}
+
+/// The run id as one quoted phrase cuts volume when functions log our
+/// correlation id; API Gateway's request ids carry no run id, so none then.
+fn run_pattern(plan: &Plan) -> Option<String> {
+    match plan.verify.log_match {
+        LogMatch::CorrelationId => Some(format!("\"{}\"", plan.run_id)),
+        LogMatch::RequestId | LogMatch::Either => None,
+    }
+}
+
+fn markers(invocations: &[InvocationRecord], mode: LogMatch) -> HashSet<String> {
+    let mut set = HashSet::new();
+    for i in invocations {
+        if mode != LogMatch::RequestId
+            && let Some(c) = &i.correlation_id
+        {
+            set.insert(c.clone());
+        }
+        if mode != LogMatch::CorrelationId
+            && let Some(r) = &i.request_id
+        {
+            set.insert(r.clone());
+        }
+    }
+    set
+}
+
+fn is_found(invocation: &InvocationRecord, seen: &HashSet<String>, mode: LogMatch) -> bool {
+    let by_correlation = || {
+        invocation
+            .correlation_id
+            .as_ref()
+            .is_some_and(|c| seen.contains(c))
+    };
+    let by_request = || {
+        invocation
+            .request_id
+            .as_ref()
+            .is_some_and(|r| seen.contains(r))
+    };
+    match mode {
+        LogMatch::CorrelationId => by_correlation(),
+        LogMatch::RequestId => by_request(),
+        LogMatch::Either => by_correlation() || by_request(),
+    }
+}
