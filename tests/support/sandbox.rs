@@ -83,9 +83,10 @@ fn answers(port: u16) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s
-        .write_all(b"GET /moto-api/data.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .is_err()
+    if s.write_all(
+        b"GET /moto-api/data.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .is_err()
     {
         return false;
     }
@@ -139,12 +140,18 @@ impl Sandbox {
     pub fn try_launch(moto: &Moto, launch: Launch<'_>) -> Result<Sandbox, String> {
         let stderr = tempfile::NamedTempFile::new().expect("temp file");
         let mut cmd = Command::new(super::bin());
-        cmd.args(["sandbox", "--aws-endpoint", &moto.endpoint, "--listen", "127.0.0.1:0"])
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-            .env_remove("AWS_SESSION_TOKEN")
-            .env_remove("AWS_ENDPOINT_URL")
-            .env_remove("AWS_PROFILE");
+        cmd.args([
+            "sandbox",
+            "--aws-endpoint",
+            &moto.endpoint,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_PROFILE");
         for fault in launch.faults {
             cmd.args(["--fault", fault]);
         }
@@ -340,4 +347,62 @@ pub fn http() -> reqwest::Client {
         .timeout(Duration::from_secs(20))
         .build()
         .expect("reqwest client")
+}
+
+/// One answer from the sandbox, read whole.
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: serde_json::Value,
+    pub elapsed: Duration,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or_default()
+    }
+}
+
+/// Sends a request, with optional JSON text and headers, and reads the answer.
+pub async fn send(
+    client: &reqwest::Client,
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let started = Instant::now();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = client.request(method, url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(b) = body {
+        req = req.body(b.to_string());
+    }
+    let resp = req.send().await.expect("the sandbox answers");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+    };
+    Answer {
+        status,
+        headers,
+        body,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// A unique marker for correlation ids and item ids.
+pub fn marker(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
