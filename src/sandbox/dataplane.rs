@@ -68,6 +68,9 @@ impl Dataplane {
             Ok(w) => w,
             Err(poisoned) => poisoned.into_inner(),
         };
+        if warm.contains(function) {
+            return false;
+        }
         warm.insert(function.to_string())
     }
 }

@@ -184,7 +184,15 @@ async fn serve(options: Options) -> Result<(), SandboxError> {
         clients.clone(),
         deployment.api_name.clone(),
     ));
-    resolver.refresh().await?;
+    let routes = resolver.refresh().await?;
+    eprintln!("sandbox: routing: {}", routes.describe());
+    for stage in options.auth.keys() {
+        if !routes.stages.contains_key(stage) {
+            eprintln!(
+                "sandbox: warning: --auth names stage {stage}, which the users API does not have"
+            );
+        }
+    }
     let refresher = tokio::spawn(routing::refresh_every(resolver.clone(), options.config_ttl));
 
     let (log_sink, shipper) = if options.no_backend {

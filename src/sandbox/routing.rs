@@ -86,6 +86,34 @@ pub struct RouteTable {
     pub stages: HashMap<String, StageRoutes>,
 }
 
+impl RouteTable {
+    /// One line: where each stage's requests go, or why they cannot.
+    pub fn describe(&self) -> String {
+        if self.stages.is_empty() {
+            return "no stages (is the users API deployed?)".into();
+        }
+        let mut stages: Vec<_> = self.stages.iter().collect();
+        stages.sort_by(|a, b| a.0.cmp(b.0));
+        let parts: Vec<String> = stages
+            .into_iter()
+            .map(|(name, routes)| {
+                let mut seen: Vec<String> = routes
+                    .routes
+                    .values()
+                    .map(|r| match r {
+                        Ok(t) => format!("{} → table {}", t.function, t.table),
+                        Err(e) => format!("error: {e}"),
+                    })
+                    .collect();
+                seen.sort();
+                seen.dedup();
+                format!("{name} → {}", seen.join(" | "))
+            })
+            .collect();
+        parts.join("; ")
+    }
+}
+
 pub struct Resolver {
     clients: Clients,
     api_name: String,
@@ -280,14 +308,21 @@ impl Resolver {
 /// good table and says so once on stderr.
 pub async fn refresh_every(resolver: Arc<Resolver>, ttl: Duration) {
     let mut failing = false;
+    let mut shown = resolver.current().describe();
     loop {
         tokio::time::sleep(ttl).await;
         match resolver.refresh().await {
-            Ok(_) => {
+            Ok(table) => {
                 if failing {
                     eprintln!("sandbox: control plane readable again");
                 }
                 failing = false;
+                // Say when the routing changed under us (a fault, a hand edit).
+                let now = table.describe();
+                if now != shown {
+                    eprintln!("sandbox: routing changed: {now}");
+                    shown = now;
+                }
             }
             Err(e) => {
                 if !failing {
