@@ -1,0 +1,445 @@
+//! Control-plane resolution, done the way API Gateway and Lambda do it: stage →
+//! stage variables → the resource's integration URI with `${stageVariables.x}`
+//! substituted → function name → the function's resource policy and its
+//! `Environment` variable → table `{Environment}User`. The result is cached and
+//! read again every TTL (and on `POST /_sandbox/reload`), so a change made in
+//! moto's control plane reaches the data plane within the TTL.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::SandboxError;
+use super::aws::{Clients, aws_error};
+
+/// The stage variable the integration URI reads.
+pub const ENV_VARIABLE: &str = "env";
+/// The function's environment variable the user service prefixes its table with.
+pub const FUNCTION_ENV_VAR: &str = "Environment";
+
+/// The user service's convention, like .NET's `TableNamePrefix`.
+pub fn table_for(environment: &str) -> String {
+    format!("{environment}User")
+}
+
+pub fn log_group_for(function: &str) -> String {
+    format!("/aws/lambda/{function}")
+}
+
+/// Where one stage's resource sends its requests.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Target {
+    pub function: String,
+    pub table: String,
+    pub log_group: String,
+}
+
+/// The two resources the API has; anything else is "Missing Authentication Token".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Resource {
+    #[serde(rename = "/user")]
+    Users,
+    #[serde(rename = "/user/{id}")]
+    User,
+}
+
+impl Resource {
+    pub fn path(self) -> &'static str {
+        match self {
+            Resource::Users => "/user",
+            Resource::User => "/user/{id}",
+        }
+    }
+}
+
+/// A resolution that failed names the broken link; API Gateway answers such
+/// requests with 500 "Internal server error".
+pub type Resolution = Result<Arc<Target>, String>;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageRoutes {
+    pub variables: HashMap<String, String>,
+    #[serde(serialize_with = "serialize_routes")]
+    pub routes: HashMap<Resource, Resolution>,
+}
+
+fn serialize_routes<S: serde::Serializer>(
+    routes: &HashMap<Resource, Resolution>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(routes.len()))?;
+    for (resource, resolution) in routes {
+        match resolution {
+            Ok(target) => map.serialize_entry(resource.path(), &**target)?,
+            Err(e) => map.serialize_entry(resource.path(), &serde_json::json!({ "error": e }))?,
+        }
+    }
+    map.end()
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RouteTable {
+    pub api_id: Option<String>,
+    pub stages: HashMap<String, StageRoutes>,
+}
+
+impl RouteTable {
+    /// One line: where each stage's requests go, or why they cannot.
+    pub fn describe(&self) -> String {
+        if self.stages.is_empty() {
+            return "no stages (is the users API deployed?)".into();
+        }
+        let mut stages: Vec<_> = self.stages.iter().collect();
+        stages.sort_by(|a, b| a.0.cmp(b.0));
+        let parts: Vec<String> = stages
+            .into_iter()
+            .map(|(name, routes)| {
+                let mut seen: Vec<String> = routes
+                    .routes
+                    .values()
+                    .map(|r| match r {
+                        Ok(t) => format!("{} → table {}", t.function, t.table),
+                        Err(e) => format!("error: {e}"),
+                    })
+                    .collect();
+                seen.sort();
+                seen.dedup();
+                format!("{name} → {}", seen.join(" | "))
+            })
+            .collect();
+        parts.join("; ")
+    }
+}
+
+pub struct Resolver {
+    clients: Clients,
+    api_name: String,
+    current: RwLock<Arc<RouteTable>>,
+}
+
+impl Resolver {
+    pub fn new(clients: Clients, api_name: String) -> Resolver {
+        Resolver {
+            clients,
+            api_name,
+            current: RwLock::new(Arc::new(RouteTable::default())),
+        }
+    }
+
+    pub fn current(&self) -> Arc<RouteTable> {
+        match self.current.read() {
+            Ok(table) => table.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub async fn refresh(&self) -> Result<Arc<RouteTable>, SandboxError> {
+        let table = Arc::new(self.resolve().await?);
+        match self.current.write() {
+            Ok(mut current) => *current = table.clone(),
+            Err(poisoned) => *poisoned.into_inner() = table.clone(),
+        }
+        Ok(table)
+    }
+
+    async fn resolve(&self) -> Result<RouteTable, SandboxError> {
+        let ag = &self.clients.apigateway;
+        let mut api_id = None;
+        let mut position: Option<String> = None;
+        loop {
+            let out = ag
+                .get_rest_apis()
+                .limit(500)
+                .set_position(position.clone())
+                .send()
+                .await
+                .map_err(|e| aws_error("listing REST APIs", e))?;
+            if let Some(api) = out
+                .items()
+                .iter()
+                .find(|a| a.name() == Some(&self.api_name))
+            {
+                api_id = api.id().map(str::to_string);
+                break;
+            }
+            match out.position() {
+                Some(p) if !p.is_empty() && Some(p) != position.as_deref() => {
+                    position = Some(p.to_string())
+                }
+                _ => break,
+            }
+        }
+        let Some(api_id) = api_id else {
+            return Ok(RouteTable::default());
+        };
+
+        let resources = ag
+            .get_resources()
+            .rest_api_id(&api_id)
+            .limit(500)
+            .embed("methods")
+            .send()
+            .await
+            .map_err(|e| aws_error("reading the API's resources", e))?;
+        let mut uris: HashMap<Resource, Option<String>> = HashMap::new();
+        for (resource, path) in [
+            (Resource::Users, Resource::Users.path()),
+            (Resource::User, Resource::User.path()),
+        ] {
+            let uri = resources
+                .items()
+                .iter()
+                .find(|r| r.path() == Some(path))
+                .and_then(|r| r.resource_methods())
+                .and_then(|m| m.get("ANY"))
+                .and_then(|m| m.method_integration())
+                .and_then(|i| i.uri())
+                .map(str::to_string);
+            // A resource that does not exist is not routed at all (403), one
+            // without an integration is a configuration error (500).
+            if resources.items().iter().any(|r| r.path() == Some(path)) {
+                uris.insert(resource, uri);
+            }
+        }
+
+        let stages = ag
+            .get_stages()
+            .rest_api_id(&api_id)
+            .send()
+            .await
+            .map_err(|e| aws_error("reading the API's stages", e))?;
+
+        let mut functions: HashMap<String, Resolution> = HashMap::new();
+        let mut table = RouteTable {
+            api_id: Some(api_id.clone()),
+            stages: HashMap::new(),
+        };
+        for stage in stages.item() {
+            let Some(name) = stage.stage_name() else {
+                continue;
+            };
+            let variables = stage.variables().cloned().unwrap_or_default();
+            let mut routes = HashMap::new();
+            for (resource, uri) in &uris {
+                let resolution = match uri {
+                    None => Err(format!("no integration on ANY {}", resource.path())),
+                    Some(uri) => match function_of(&substitute(uri, &variables)) {
+                        None => Err(format!("integration URI {uri:?} names no Lambda function")),
+                        Some(function) => {
+                            if !functions.contains_key(&function) {
+                                let r = self.resolve_function(&function, &api_id).await?;
+                                functions.insert(function.clone(), r);
+                            }
+                            functions
+                                .get(&function)
+                                .cloned()
+                                .unwrap_or_else(|| Err(format!("function {function} unresolved")))
+                        }
+                    },
+                };
+                routes.insert(*resource, resolution);
+            }
+            table
+                .stages
+                .insert(name.to_string(), StageRoutes { variables, routes });
+        }
+        Ok(table)
+    }
+
+    /// Unreachable moto is an error (keep the last table); a function that is
+    /// missing or may not be invoked is a resolution that fails, as on AWS.
+    async fn resolve_function(
+        &self,
+        function: &str,
+        api_id: &str,
+    ) -> Result<Resolution, SandboxError> {
+        let lambda = &self.clients.lambda;
+        let config = match lambda
+            .get_function_configuration()
+            .function_name(function)
+            .send()
+            .await
+        {
+            Ok(c) => c,
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                return Ok(Err(format!("function {function} does not exist")));
+            }
+            Err(err) => return Err(aws_error(format!("reading function {function}"), err)),
+        };
+        let policy = match lambda.get_policy().function_name(function).send().await {
+            Ok(out) => out.policy().map(str::to_string),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                None
+            }
+            Err(err) => return Err(aws_error(format!("reading {function}'s policy"), err)),
+        };
+        if !allows_api_gateway(policy.as_deref(), api_id) {
+            return Ok(Err(format!(
+                "Invalid permissions on Lambda function {function}: its resource policy does \
+                 not let apigateway.amazonaws.com invoke it from API {api_id}"
+            )));
+        }
+        let environment = config
+            .environment()
+            .and_then(|e| e.variables())
+            .and_then(|v| v.get(FUNCTION_ENV_VAR))
+            .cloned()
+            .unwrap_or_default();
+        Ok(Ok(Arc::new(Target {
+            function: function.to_string(),
+            table: table_for(&environment),
+            log_group: log_group_for(function),
+        })))
+    }
+}
+
+/// Reads the configuration again every `ttl`; a failed read keeps the last
+/// good table and says so once on stderr.
+pub async fn refresh_every(resolver: Arc<Resolver>, ttl: Duration) {
+    let mut failing = false;
+    let mut shown = resolver.current().describe();
+    loop {
+        tokio::time::sleep(ttl).await;
+        match resolver.refresh().await {
+            Ok(table) => {
+                if failing {
+                    eprintln!("sandbox: control plane readable again");
+                }
+                failing = false;
+                // Say when the routing changed under us (a fault, a hand edit).
+                let now = table.describe();
+                if now != shown {
+                    eprintln!("sandbox: routing changed: {now}");
+                    shown = now;
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    eprintln!("sandbox: keeping the last configuration: {e}");
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
+/// `${stageVariables.name}` replaced by the stage's value; an undefined variable
+/// becomes empty, as API Gateway does.
+pub fn substitute(template: &str, variables: &HashMap<String, String>) -> String {
+    const OPEN: &str = "${stageVariables.";
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + OPEN.len()..];
+        match after.find('}') {
+            Some(end) => {
+                if let Some(v) = variables.get(&after[..end]) {
+                    out.push_str(v);
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The function name in a Lambda integration URI
+/// (`arn:aws:apigateway:R:lambda:path/2015-03-31/functions/{function ARN or name}/invocations`).
+pub fn function_of(uri: &str) -> Option<String> {
+    let (_, after) = uri.split_once(":lambda:path/")?;
+    let after = after.split_once("/functions/")?.1;
+    let target = after.strip_suffix("/invocations")?;
+    let name = if target.starts_with("arn:") {
+        // arn:aws:lambda:region:account:function:name[:qualifier]
+        target.split(':').nth(6)?
+    } else {
+        target.split(':').next()?
+    };
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+fn allows_api_gateway(policy: Option<&str>, api_id: &str) -> bool {
+    let Some(doc) = policy.and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()) else {
+        return false;
+    };
+    let Some(statements) = doc.get("Statement").and_then(|s| s.as_array()) else {
+        return false;
+    };
+    statements.iter().any(|s| {
+        let allow = s.get("Effect").and_then(|v| v.as_str()) == Some("Allow");
+        let principal = s.get("Principal");
+        let service = principal
+            .and_then(|p| p.get("Service"))
+            .and_then(|v| v.as_str())
+            .or_else(|| principal.and_then(|p| p.as_str()));
+        let action = s.get("Action").and_then(|v| v.as_str());
+        let source_ok = match s.pointer("/Condition/ArnLike/AWS:SourceArn") {
+            None => true,
+            Some(v) => v
+                .as_str()
+                .is_some_and(|arn| arn.contains(&format!(":{api_id}/"))),
+        };
+        allow
+            && service == Some("apigateway.amazonaws.com")
+            && matches!(action, Some("lambda:InvokeFunction" | "lambda:*"))
+            && source_ok
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URI: &str = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:${stageVariables.env}user-service/invocations";
+
+    #[test]
+    fn resolves_the_function_per_stage_variable() {
+        let vars = |v: &str| HashMap::from([("env".to_string(), v.to_string())]);
+        assert_eq!(
+            function_of(&substitute(URI, &vars("test-"))).as_deref(),
+            Some("test-user-service")
+        );
+        assert_eq!(
+            function_of(&substitute(URI, &vars(""))).as_deref(),
+            Some("user-service")
+        );
+        assert_eq!(
+            function_of(&substitute(URI, &HashMap::new())).as_deref(),
+            Some("user-service")
+        );
+    }
+
+    #[test]
+    fn accepts_qualified_arns_and_bare_names() {
+        let q = "arn:aws:apigateway:r:lambda:path/2015-03-31/functions/arn:aws:lambda:r:1:function:f:live/invocations";
+        assert_eq!(function_of(q).as_deref(), Some("f"));
+        let bare = "arn:aws:apigateway:r:lambda:path/2015-03-31/functions/f/invocations";
+        assert_eq!(function_of(bare).as_deref(), Some("f"));
+        assert_eq!(function_of("https://example.com"), None);
+    }
+
+    #[test]
+    fn permission_must_name_api_gateway_and_this_api() {
+        let policy = r#"{"Statement":[{"Sid":"a","Effect":"Allow","Principal":{"Service":"apigateway.amazonaws.com"},"Action":"lambda:InvokeFunction","Condition":{"ArnLike":{"AWS:SourceArn":"arn:aws:execute-api:us-east-1:1:abc/*"}}}]}"#;
+        assert!(allows_api_gateway(Some(policy), "abc"));
+        assert!(!allows_api_gateway(Some(policy), "other"));
+        assert!(!allows_api_gateway(None, "abc"));
+    }
+}
