@@ -36,7 +36,6 @@ protected = true
 {load}
 
 [verify]
-logs_deadline = "10s"
 {extra_verify}
 
 [[steps]]
@@ -54,7 +53,12 @@ name = "get_user"
 method = "GET"
 path = "/user/{{{{uuid}}}}"
 "#,
-        base = sandbox.base_url
+        base = sandbox.base_url,
+        extra_verify = if extra_verify.contains("logs_deadline") {
+            extra_verify.to_string()
+        } else {
+            format!("logs_deadline = \"10s\"\n{extra_verify}")
+        }
     );
     let file = scenario_file(dir, "crud.toml", &scenario);
     let out = dir.join("summary.json");
