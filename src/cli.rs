@@ -139,6 +139,26 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub aws_endpoint: Option<String>,
 
+    /// How requests authenticate (overrides the stage's `auth`): `iam` signs
+    /// every request with SigV4 for execute-api from the default credential
+    /// chain; `api-key` sends the key from --api-key-env in `x-api-key`.
+    #[arg(long, value_name = "iam|api-key|none")]
+    pub auth: Option<String>,
+
+    /// Environment variable holding the API key (overrides the stage's
+    /// `api_key_env`; default STAGECHECK_API_KEY).
+    #[arg(long, value_name = "NAME")]
+    pub api_key_env: Option<String>,
+
+    /// Allow more than a smoke run (one iteration) on a stage marked `protected`.
+    #[arg(long)]
+    pub allow_prod: bool,
+
+    /// Refuse to start a run that could send more requests per second than this
+    /// (peak iteration rate × requests per iteration, all shards together).
+    #[arg(long, value_name = "REQ/S")]
+    pub max_rate: Option<f64>,
+
     #[command(flatten)]
     pub reports: ReportFiles,
 }

@@ -6,6 +6,7 @@
 //! [`report`] format read. The [`sandbox`] emulates API Gateway's data plane and
 //! the Lambda functions on top of moto, for demos and tests.
 
+pub mod auth;
 pub mod cli;
 pub mod engine;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod report;
 pub mod run;
 pub mod sandbox;
 pub mod scenario;
+pub mod secrets;
 pub mod summary;
 pub mod thresholds;
 pub mod verify;

@@ -59,11 +59,19 @@ pub fn overrides(args: &RunArgs) -> Overrides {
             profile: args.profile.clone(),
             endpoint: args.aws_endpoint.clone(),
         },
+        auth: args.auth.clone(),
+        api_key_env: args.api_key_env.clone(),
+        allow_prod: args.allow_prod,
+        max_rate: args.max_rate,
     }
 }
 
 pub fn run(args: &RunArgs) -> Result<i32> {
-    let plan = Arc::new(scenario::load(&args.file, &overrides(args))?);
+    let mut plan = scenario::load(&args.file, &overrides(args))?;
+    if plan.auth.kind() == crate::auth::AuthKind::Iam {
+        load_credentials(&mut plan)?;
+    }
+    let plan = Arc::new(plan);
     let json_to_stdout = args.out.as_deref() == Some(Path::new("-"));
     // Find out now, not after minutes of load, that the summary cannot be written.
     if let Some(out) = args.out.as_deref().filter(|_| !json_to_stdout) {
@@ -95,7 +103,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         None => None,
     };
     if !quiet {
-        eprintln!("{}", terminal::run_header(&plan));
+        eprintln!("{}", plan.secrets.redact(&terminal::run_header(&plan)));
     }
     let mut live = progress::LiveProgress::new(quiet, plan.load.duration);
     let result = engine::run(plan.clone(), &mut |p| live.update(p));
@@ -132,6 +140,8 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             }
         }
     }
+    // Once, before any output is written from it.
+    plan.secrets.redact_summary(&mut summary);
     if let Some(out) = &args.out {
         write_json(&summary, out)?;
     }
@@ -145,6 +155,16 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         crate::report::print_terminal(&summary, json_to_stdout || args.reports.to_stdout());
     }
     Ok(outcome(&summary))
+}
+
+/// SigV4 credentials from the default chain, once, before any traffic.
+fn load_credentials(plan: &mut scenario::Plan) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?;
+    let aws = plan.verify.aws.clone();
+    runtime.block_on(plan.auth.load(&aws))
 }
 
 /// An interrupted run never passes: it did not do what the scenario asked.

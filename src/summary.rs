@@ -11,6 +11,9 @@ use crate::scenario::Plan;
 
 pub const SUMMARY_VERSION: u32 = 1;
 
+/// API Gateway's default steady-state limit per account and Region (burst 5 000).
+pub const API_GATEWAY_RATE_LIMIT_PER_S: f64 = 10_000.0;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub version: u32,
@@ -52,6 +55,9 @@ pub struct Summary {
 pub struct Totals {
     pub requests: u64,
     pub failed: u64,
+    /// Answered 429 (throttled by API Gateway or the backend); also counted in `failed`.
+    #[serde(default)]
+    pub throttled: u64,
     /// Requests per second over the run's duration.
     pub rps: f64,
     /// Iterations per second the profile asked for at its peak (open model).
@@ -74,6 +80,9 @@ pub struct StepSummary {
     pub path: String,
     pub requests: u64,
     pub failed: u64,
+    /// Answered 429; also counted in `failed` and under `status`.
+    #[serde(default)]
+    pub throttled: u64,
     pub rps: f64,
     /// Status code → count.
     pub status: BTreeMap<String, u64>,
@@ -202,6 +211,7 @@ impl Summary {
                 path: step.path_text.clone(),
                 requests: m.requests,
                 failed: m.failed,
+                throttled: m.status.get(429).copied().unwrap_or(0),
                 rps: m.requests as f64 / secs,
                 status: m
                     .statuses()
@@ -249,6 +259,7 @@ impl Summary {
             totals: Totals {
                 requests: metrics.requests(),
                 failed: metrics.failed(),
+                throttled: steps.iter().map(|s| s.throttled).sum(),
                 rps: metrics.requests() as f64 / secs,
                 target_rate: plan.load.peak_rate(),
                 iterations: metrics.iterations_completed,
@@ -278,6 +289,37 @@ impl Summary {
     pub fn judge(&mut self, rules: &[crate::thresholds::Threshold]) {
         self.thresholds = crate::thresholds::evaluate(rules, self);
         self.passed = self.thresholds.iter().all(|t| t.ok);
+    }
+
+    /// A note on API Gateway's default throttling limits when the run came
+    /// near them or was throttled: beyond them every request gets a 429 that
+    /// says nothing about the code under test.
+    pub fn throttling_note(&self) -> Option<String> {
+        let measured_peak = self
+            .timeline
+            .iter()
+            .map(|p| p.requests as f64)
+            .fold(self.totals.rps, f64::max);
+        let planned = self
+            .totals
+            .target_rate
+            .map_or(0.0, |r| r * self.steps.len() as f64);
+        let peak = measured_peak.max(planned);
+        let near = peak > API_GATEWAY_RATE_LIMIT_PER_S * 0.5;
+        if self.totals.throttled == 0 && !near {
+            return None;
+        }
+        let seen = if self.totals.throttled > 0 {
+            format!(
+                "{} requests were throttled (429). ",
+                self.totals.throttled
+            )
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "{seen}This run reached {peak:.0} requests/s; API Gateway's default limits are              10 000 requests/s per account and Region with a burst of 5 000, shared by every              API and stage in the account (stage and usage-plan limits can be lower)"
+        ))
     }
 
     pub fn failed_thresholds(&self) -> impl Iterator<Item = &ThresholdResult> {

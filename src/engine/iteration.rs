@@ -95,7 +95,7 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
             .correlation_header
             .as_ref()
             .map(|_| format!("{}-{}-{}", plan.run_id, due.seq, index));
-        let request = match build_request(
+        let mut request = match build_request(
             plan,
             step,
             &request_vars,
@@ -115,6 +115,7 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
                 return;
             }
         };
+        plan.auth.apply(&mut request);
         let sent = Instant::now();
         let result = vu
             .connection
@@ -174,7 +175,8 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
                 let outcome =
                     evaluate(&check.kind, &answer, json.as_ref(), latency_us, &vars, step);
                 metrics.record_check(offset + i, outcome.is_ok(), || {
-                    outcome.err().unwrap_or_default()
+                    let text = outcome.err().unwrap_or_default();
+                    plan.secrets.check_example(&check.kind, text, vars.captures)
                 });
             }
             if cx.record.invocations && reached_function(status) {

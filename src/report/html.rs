@@ -131,6 +131,9 @@ fn header(s: &Summary) -> Option<String> {
     if let Some(why) = &s.stopped_by {
         let _ = writeln!(out, "<p class=\"meta\">Stopped early: {}</p>", escape(why));
     }
+    if let Some(note) = s.throttling_note() {
+        let _ = writeln!(out, "<p class=\"meta\">Throttling: {}</p>", escape(&note));
+    }
     // What failed comes first: it is why the reader opened the report.
     let failed_thresholds: Vec<_> = s.failed_thresholds().collect();
     let failed_checks: Vec<_> = s.checks.details.iter().filter(|c| c.failed > 0).collect();

@@ -44,6 +44,9 @@ pub fn render(summary: &Summary) -> String {
     if let Some(why) = &summary.stopped_by {
         let _ = writeln!(out, "Stopped early: {}\n", escape(why));
     }
+    if let Some(note) = summary.throttling_note() {
+        let _ = writeln!(out, "> **Throttling:** {}\n", escape(&note));
+    }
 
     let failed: Vec<_> = summary.failed_thresholds().collect();
     if !failed.is_empty() {

@@ -80,6 +80,7 @@ pub fn merge(parts: &[Summary]) -> Result<Summary, MergeError> {
     let totals = Totals {
         requests,
         failed: sum(|t| t.failed),
+        throttled: sum(|t| t.throttled),
         rps: requests as f64 / secs,
         target_rate: first.totals.target_rate,
         iterations: sum(|t| t.iterations),
@@ -319,6 +320,7 @@ fn merge_step(parts: &[Summary], i: usize, secs: f64) -> Result<StepSummary, Mer
         path: first.path.clone(),
         requests,
         failed: parts.iter().map(|p| mine(p).failed).sum(),
+        throttled: parts.iter().map(|p| mine(p).throttled).sum(),
         rps: requests as f64 / secs,
         status,
         errors: add_errors(parts.iter().map(|p| &mine(p).errors)),
@@ -589,6 +591,7 @@ mod tests {
             totals: Totals {
                 requests: n,
                 failed: 0,
+                throttled: 0,
                 rps: n as f64 / 2.0,
                 target_rate: Some(10.0),
                 iterations: n,
@@ -605,6 +608,7 @@ mod tests {
                 path: "/".into(),
                 requests: n,
                 failed: 0,
+                throttled: 0,
                 rps: n as f64 / 2.0,
                 status: BTreeMap::from([("200".to_string(), n)]),
                 errors: ErrorCounts::default(),

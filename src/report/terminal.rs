@@ -125,6 +125,20 @@ pub fn render(summary: &Summary, color: bool) -> String {
             t.errors.connect, t.errors.timeout, t.errors.io
         );
     }
+    if t.throttled > 0 {
+        let per_step: Vec<String> = summary
+            .steps
+            .iter()
+            .filter(|s| s.throttled > 0)
+            .map(|s| format!("{} {}", s.name, s.throttled))
+            .collect();
+        let _ = writeln!(
+            out,
+            "throttled: {} requests answered 429 ({}), counted in failed",
+            t.throttled,
+            per_step.join(", ")
+        );
+    }
 
     let mut table = Builder::default();
     table.push_record([
@@ -245,6 +259,9 @@ pub fn render(summary: &Summary, color: bool) -> String {
             let implicit = if th.implicit { " [default]" } else { "" };
             let _ = writeln!(out, "  {mark} {}{actual}{implicit}", th.expr);
         }
+    }
+    if let Some(note) = summary.throttling_note() {
+        let _ = writeln!(out, "{}", paint(color, "33", &format!("note: {note}")));
     }
     let verdict = if summary.partial {
         paint(color, "1;33", "PARTIAL")

@@ -29,6 +29,11 @@ pub struct ScenarioFile {
     pub backends: BackendsSpec,
     #[serde(default)]
     pub verify: VerifySpec,
+    /// More headers whose values are secrets, shown as `***` in every output
+    /// (`Authorization`, `x-api-key`, `Cookie`, `Set-Cookie` and
+    /// `X-Amz-Security-Token` always are).
+    #[serde(default)]
+    pub redact: Vec<S<String>>,
 }
 
 /// Name templates: `{prefix}` is the stage's table prefix, `{stage}` its
@@ -90,8 +95,13 @@ pub struct StageSpec {
     pub name: S<String>,
     #[serde(default)]
     pub table_prefix: String,
+    /// Refuses any run heavier than a smoke (one iteration) without `--allow-prod`.
     #[serde(default)]
     pub protected: bool,
+    /// `iam` (SigV4), `api-key` or `none` (the default).
+    pub auth: Option<S<String>>,
+    /// The environment variable holding the stage's API key.
+    pub api_key_env: Option<S<String>>,
     /// Override the `[backends]` templates for this stage.
     pub table: Option<S<String>>,
     pub function: Option<S<String>>,

@@ -14,7 +14,9 @@ use super::file::{CaptureSpec, CheckSpec, LoadSpec, ScenarioFile, StepSpec};
 use super::jsonpath::JsonPath;
 use super::location::{key_path_at, line_col};
 use super::template::{Escape, Names, Template};
+use crate::auth::{Auth, AuthKind};
 use crate::error::{Error, ScenarioError};
+use crate::secrets::Secrets;
 use crate::thresholds::{Metric, Op, Threshold};
 
 #[derive(Debug, Clone)]
@@ -39,6 +41,10 @@ pub struct Plan {
     pub tls: TlsOptions,
     pub uses_uuid: bool,
     pub verify: VerifyPlan,
+    /// How requests authenticate; credentials are loaded before traffic.
+    pub auth: Auth,
+    /// What every output masks.
+    pub secrets: Secrets,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +52,9 @@ pub struct Stage {
     pub name: String,
     pub table_prefix: String,
     pub protected: bool,
+    pub auth: AuthKind,
+    /// The environment variable holding the stage's API key.
+    pub api_key_env: Option<String>,
     pub backends: Backends,
 }
 
@@ -343,6 +352,13 @@ pub struct Overrides {
     pub cleanup: bool,
     pub logs_deadline: Option<Duration>,
     pub aws: AwsOptions,
+    /// `--auth`: replaces the stage's.
+    pub auth: Option<String>,
+    pub api_key_env: Option<String>,
+    /// Lets a protected stage take more than a smoke run.
+    pub allow_prod: bool,
+    /// Refuse a run that could send more requests per second than this.
+    pub max_rate: Option<f64>,
 }
 
 impl Plan {
@@ -438,10 +454,26 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
             ));
         }
         let backends = naming.resolve(spec.name.get_ref(), &spec.table_prefix, spec);
+        let auth = match &spec.auth {
+            Some(a) => AuthKind::parse(a.get_ref()).map_err(|m| cx.error(a.span(), m))?,
+            None => AuthKind::None,
+        };
+        let api_key_env = match &spec.api_key_env {
+            Some(v) if !is_env_name(v.get_ref()) => {
+                return Err(cx.error(
+                    v.span(),
+                    "api_key_env names an environment variable (letters, digits and _), not the key itself",
+                ));
+            }
+            Some(v) => Some(v.get_ref().clone()),
+            None => None,
+        };
         stages.push(Stage {
             name: spec.name.get_ref().clone(),
             table_prefix: spec.table_prefix.clone(),
             protected: spec.protected,
+            auth,
+            api_key_env,
             backends,
         });
     }
@@ -464,6 +496,8 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
             name: stage_name.clone(),
             table_prefix: String::new(),
             protected: false,
+            auth: AuthKind::None,
+            api_key_env: None,
             backends: naming.resolve(&stage_name, "", &NoOverrides),
         },
         None => {
@@ -498,17 +532,19 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
     let mut headers = Vec::new();
     for (name, value) in &file.headers {
         let name_h = header_name(name.get_ref()).map_err(|m| cx.error(name.span(), m))?;
+        reject_literal_api_key(cx, &name_h, value)?;
         let value_t = Template::compile(value.get_ref(), Escape::None, &no_captures)
             .map_err(|e| cx.error(value.span(), e.message))?;
         headers.push((name_h, value_t));
     }
     for raw in &ov.headers {
-        let (name, value) = raw
-            .split_once(':')
-            .ok_or_else(|| usage(format!("--header {raw:?}: expected `Name: value`")))?;
-        let name = header_name(name.trim()).map_err(|m| usage(format!("--header {raw:?}: {m}")))?;
+        // A header can carry a secret: messages name the header, never its value.
+        let (name, value) = raw.split_once(':').ok_or_else(|| {
+            usage("--header: expected `Name: value` (the text given is not shown: it may be a secret)".into())
+        })?;
+        let name = header_name(name.trim()).map_err(|m| usage(format!("--header: {m}")))?;
         let value = Template::compile(value.trim(), Escape::None, &no_captures)
-            .map_err(|e| usage(format!("--header: {}", e.message)))?;
+            .map_err(|e| usage(format!("--header {name}: {}", e.message)))?;
         headers.retain(|(n, _)| n != name);
         headers.push((name, value));
     }
@@ -533,6 +569,57 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
     let step_names: Vec<String> = steps.iter().map(|s| s.name.clone()).collect();
 
     let load = build_load(cx, &file.load, ov)?;
+    if !ov.validate_only {
+        guard_protected(&stage, &load, ov)?;
+        if let Some(cap) = ov.max_rate {
+            guard_max_rate(cap, &load, steps.len())?;
+        }
+    }
+    let auth_kind = match &ov.auth {
+        Some(text) => AuthKind::parse(text).map_err(|m| usage(format!("--auth: {m}")))?,
+        None => stage.auth,
+    };
+    let auth = match auth_kind {
+        AuthKind::None => Auth::None,
+        // `validate` checks the file, not the environment it will run in.
+        AuthKind::ApiKey if ov.validate_only => Auth::None,
+        AuthKind::ApiKey => {
+            let var = ov
+                .api_key_env
+                .clone()
+                .or_else(|| stage.api_key_env.clone())
+                .unwrap_or_else(|| crate::auth::DEFAULT_API_KEY_ENV.to_string());
+            Auth::api_key(&var).map_err(|m| usage(format!("stage {}: {m}", stage.name)))?
+        }
+        AuthKind::Iam => Auth::iam(
+            format!(
+                "{}://{}",
+                match target.scheme {
+                    Scheme::Http => "http",
+                    Scheme::Https => "https",
+                },
+                target.authority
+            ),
+            &target.host,
+            ov.aws.region.clone(),
+        ),
+    };
+    let mut redact = Vec::new();
+    for name in &file.redact {
+        redact.push(header_name(name.get_ref()).map_err(|m| cx.error(name.span(), m))?);
+    }
+    let mut secrets = Secrets::new(redact);
+    if let Some(key) = auth.secret_value() {
+        secrets.add_value(&key);
+    }
+    for (name, value) in headers
+        .iter()
+        .chain(steps.iter().flat_map(|s| s.headers.iter()))
+    {
+        if secrets.is_sensitive(name) {
+            secrets.add_header_value(value);
+        }
+    }
     let mut thresholds = Vec::new();
     for rule in &file.thresholds.rules {
         thresholds.push(
@@ -636,7 +723,92 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
         tls: ov.tls.clone(),
         uses_uuid,
         verify,
+        auth,
+        secrets,
     })
+}
+
+fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// An API key written in clear in the scenario would end up in version
+/// control: it must come from the environment.
+fn reject_literal_api_key(
+    cx: &Cx<'_>,
+    name: &HeaderName,
+    value: &Spanned<String>,
+) -> Result<(), Error> {
+    if name.as_str() == crate::auth::API_KEY_HEADER && !value.get_ref().contains("{{") {
+        return Err(cx.error(
+            value.span(),
+            "an API key is not written in the scenario: set `auth = \"api-key\"` and              `api_key_env = \"NAME\"` on the stage, or write `{{env.NAME}}`",
+        ));
+    }
+    Ok(())
+}
+
+/// A protected stage (`protected = true`, normally Prod) takes a smoke run —
+/// one iteration — unless `--allow-prod` says the load is meant.
+fn guard_protected(stage: &Stage, load: &Load, ov: &Overrides) -> Result<(), Error> {
+    if !stage.protected || ov.allow_prod || load.iterations == Some(1) {
+        return Ok(());
+    }
+    let what = match (load.iterations, &load.model) {
+        (Some(n), _) => format!("{n} iterations"),
+        (None, Model::Open { rate, .. }) => format!(
+            "traffic for {} at up to {} iterations/s",
+            humantime::format_duration(load.duration),
+            rate.peak()
+        ),
+        (None, Model::Closed { vus, .. }) => format!(
+            "traffic for {} with up to {} VUs",
+            humantime::format_duration(load.duration),
+            vus.peak().ceil()
+        ),
+    };
+    Err(Error::Usage(format!(
+        "stage `{}` is protected: this run would send {what}, and a protected stage only          takes a smoke run (one iteration). Pass --allow-prod to send this load anyway,          or --iterations 1 for a smoke run",
+        stage.name
+    )))
+}
+
+/// The most requests per second the run could send: the peak iteration rate
+/// times the requests per iteration, and never more than its iterations'
+/// requests in total. `None`: no bound (looping VUs without think time).
+pub fn peak_request_rate(load: &Load, requests_per_iteration: usize) -> Option<f64> {
+    let per = requests_per_iteration as f64;
+    let by_rate = match &load.model {
+        Model::Open { rate, .. } => Some(rate.peak() * per),
+        Model::Closed { vus, think_time } if !think_time.is_zero() => {
+            Some(vus.peak() * per / think_time.as_secs_f64())
+        }
+        Model::Closed { .. } => None,
+    };
+    let by_count = load.iterations.map(|n| n as f64 * per);
+    match (by_rate, by_count) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `--max-rate`: a run that could exceed the cap is refused before it starts,
+/// rather than clamped, so what runs is what the scenario says.
+fn guard_max_rate(cap: f64, load: &Load, requests_per_iteration: usize) -> Result<(), Error> {
+    if !cap.is_finite() || cap <= 0.0 {
+        return Err(Error::Usage("--max-rate must be above 0".into()));
+    }
+    match peak_request_rate(load, requests_per_iteration) {
+        Some(peak) if peak <= cap => Ok(()),
+        Some(peak) => Err(Error::Usage(format!(
+            "--max-rate {cap}: this run could send up to {peak} requests/s              ({requests_per_iteration} per iteration); lower the rate or raise --max-rate"
+        ))),
+        None => Err(Error::Usage(format!(
+            "--max-rate {cap}: looping VUs without think_time have no rate bound;              use the open model (--rate) or set load.think_time"
+        ))),
+    }
 }
 
 fn step_uses_uuid(step: &Step) -> bool {
@@ -775,6 +947,7 @@ fn build_step(
     let mut headers = Vec::new();
     for (k, v) in &spec.headers {
         let name = header_name(k.get_ref()).map_err(|m| cx.error(k.span(), m))?;
+        reject_literal_api_key(cx, &name, v)?;
         let value =
             Template::compile(v.get_ref(), Escape::None, scope).map_err(template_err(v.span()))?;
         headers.push((name, value));
@@ -1572,6 +1745,73 @@ mod tests {
         assert_eq!(p.value_at(5.0), 50.0);
         assert_eq!(p.value_at(11.0), 0.0);
         assert_eq!(p.peak(), 100.0);
+    }
+
+    const PROD: &str = "[target]\nbase_url = \"http://127.0.0.1:9/{stage}\"\nstage = \"prod\"\n\n[[stages]]\nname = \"prod\"\nprotected = true\n\n[load]\nrate = 5\nduration = \"10s\"\n\n[[steps]]\nname = \"a\"\nmethod = \"GET\"\npath = \"/user\"\n[[steps]]\nname = \"b\"\nmethod = \"GET\"\npath = \"/user\"\n";
+
+    #[test]
+    fn protected_stages_take_a_smoke_run_unless_allowed() {
+        let refused = plan(PROD).unwrap_err();
+        assert!(matches!(refused, Error::Usage(_)));
+        let text = refused.to_string();
+        assert!(text.contains("protected") && text.contains("--allow-prod"), "{text}");
+        let allowed = Overrides {
+            allow_prod: true,
+            ..Overrides::default()
+        };
+        assert!(parse(Path::new("t.toml"), PROD, &allowed).is_ok());
+        let smoke = Overrides {
+            iterations: Some(1),
+            ..Overrides::default()
+        };
+        assert!(parse(Path::new("t.toml"), PROD, &smoke).is_ok());
+        let validate = Overrides {
+            validate_only: true,
+            ..Overrides::default()
+        };
+        assert!(parse(Path::new("t.toml"), PROD, &validate).is_ok());
+    }
+
+    #[test]
+    fn max_rate_counts_requests_of_every_step() {
+        let with_cap = |cap: f64| Overrides {
+            allow_prod: true,
+            max_rate: Some(cap),
+            ..Overrides::default()
+        };
+        // 5 iterations/s × 2 steps = 10 requests/s.
+        assert!(parse(Path::new("t.toml"), PROD, &with_cap(10.0)).is_ok());
+        let refused = parse(Path::new("t.toml"), PROD, &with_cap(9.0)).unwrap_err();
+        assert!(refused.to_string().contains("up to 10 requests/s"), "{refused}");
+        let closed = MINIMAL.replace("[[steps]]", "[load]\nvus = 2\nduration = \"5s\"\n\n[[steps]]");
+        let refused = parse(Path::new("t.toml"), &closed, &with_cap(100.0)).unwrap_err();
+        assert!(refused.to_string().contains("no rate bound"), "{refused}");
+    }
+
+    #[test]
+    fn api_keys_are_not_written_in_clear() {
+        let src = MINIMAL.replace("[[steps]]", "[headers]\nx-api-key = \"abc123abc123\"\n\n[[steps]]");
+        match plan(&src) {
+            Err(Error::Scenario(e)) => {
+                assert_eq!(e.field, "headers.x-api-key");
+                assert!(e.message.contains("api_key_env") && !e.message.contains("abc123"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = MINIMAL.replace("stage = \"test\"\n", "stage = \"test\"\n\n[[stages]]\nname = \"test\"\nauth = \"basic\"\n");
+        assert!(plan(&bad).unwrap_err().to_string().contains("expected \"iam\""));
+    }
+
+    #[test]
+    fn header_errors_never_echo_the_value() {
+        for raw in ["Authorization Bearer s3cr3t-token", "Bad Name: s3cr3t-token"] {
+            let ov = Overrides {
+                headers: vec![raw.to_string()],
+                ..Overrides::default()
+            };
+            let e = parse(Path::new("t.toml"), MINIMAL, &ov).unwrap_err().to_string();
+            assert!(!e.contains("s3cr3t"), "{e}");
+        }
     }
 
     #[test]
