@@ -58,7 +58,10 @@ pub enum Auth {
     #[default]
     None,
     /// The key's value, marked sensitive so hyper and `Debug` never show it.
-    ApiKey { env_var: String, key: HeaderValue },
+    ApiKey {
+        env_var: String,
+        key: HeaderValue,
+    },
     Iam(Box<Iam>),
 }
 
@@ -294,8 +297,9 @@ mod tests {
             Some("eu-west-1".into()),
         );
         if let Auth::Iam(iam) = &mut auth {
-            iam.identity =
-                Some(aws_credential_types::Credentials::new("AKID", "SECRET", None, None, "t").into());
+            iam.identity = Some(
+                aws_credential_types::Credentials::new("AKID", "SECRET", None, None, "t").into(),
+            );
         }
         let build = |body: &'static str| {
             let mut r = Request::builder()
@@ -310,7 +314,12 @@ mod tests {
             r.headers()["authorization"].to_str().unwrap().to_string()
         };
         let a = build("{\"a\":1}");
-        assert!(a.starts_with("AWS4-HMAC-SHA256 Credential=AKID/19700101/eu-west-1/execute-api/aws4_request"), "{a}");
+        assert!(
+            a.starts_with(
+                "AWS4-HMAC-SHA256 Credential=AKID/19700101/eu-west-1/execute-api/aws4_request"
+            ),
+            "{a}"
+        );
         assert!(a.contains("host"), "{a}");
         assert_ne!(a, build("{\"a\":2}"), "the body is part of the signature");
         assert!(!format!("{auth:?}").contains("SECRET"));

@@ -8,8 +8,8 @@
 
 use http::HeaderName;
 
-use crate::scenario::template::{Part, Template};
 use crate::scenario::CheckKind;
+use crate::scenario::template::{Part, Template};
 use crate::summary::Summary;
 
 pub const MASK: &str = "***";
@@ -226,12 +226,14 @@ mod tests {
     fn header_words_and_whole_values_are_secrets() {
         let mut s = Secrets::new(Vec::new());
         let names = NoNames;
-        let t = Template::compile("Bearer eyJhbGciOi.payload", crate::scenario::template::Escape::None, &names).unwrap();
+        let t = Template::compile(
+            "Bearer eyJhbGciOi.payload",
+            crate::scenario::template::Escape::None,
+            &names,
+        )
+        .unwrap();
         s.add_header_value(&t);
-        assert_eq!(
-            s.redact("sent Bearer eyJhbGciOi.payload"),
-            "sent ***"
-        );
+        assert_eq!(s.redact("sent Bearer eyJhbGciOi.payload"), "sent ***");
         assert_eq!(s.redact("token eyJhbGciOi.payload"), "token ***");
         assert_eq!(s.redact("Bearer"), "Bearer");
     }

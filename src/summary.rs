@@ -310,10 +310,7 @@ impl Summary {
             return None;
         }
         let seen = if self.totals.throttled > 0 {
-            format!(
-                "{} requests were throttled (429). ",
-                self.totals.throttled
-            )
+            format!("{} requests were throttled (429). ", self.totals.throttled)
         } else {
             String::new()
         };

@@ -1754,7 +1754,10 @@ mod tests {
         let refused = plan(PROD).unwrap_err();
         assert!(matches!(refused, Error::Usage(_)));
         let text = refused.to_string();
-        assert!(text.contains("protected") && text.contains("--allow-prod"), "{text}");
+        assert!(
+            text.contains("protected") && text.contains("--allow-prod"),
+            "{text}"
+        );
         let allowed = Overrides {
             allow_prod: true,
             ..Overrides::default()
@@ -1782,34 +1785,59 @@ mod tests {
         // 5 iterations/s × 2 steps = 10 requests/s.
         assert!(parse(Path::new("t.toml"), PROD, &with_cap(10.0)).is_ok());
         let refused = parse(Path::new("t.toml"), PROD, &with_cap(9.0)).unwrap_err();
-        assert!(refused.to_string().contains("up to 10 requests/s"), "{refused}");
-        let closed = MINIMAL.replace("[[steps]]", "[load]\nvus = 2\nduration = \"5s\"\n\n[[steps]]");
+        assert!(
+            refused.to_string().contains("up to 10 requests/s"),
+            "{refused}"
+        );
+        let closed = MINIMAL.replace(
+            "[[steps]]",
+            "[load]\nvus = 2\nduration = \"5s\"\n\n[[steps]]",
+        );
         let refused = parse(Path::new("t.toml"), &closed, &with_cap(100.0)).unwrap_err();
         assert!(refused.to_string().contains("no rate bound"), "{refused}");
     }
 
     #[test]
     fn api_keys_are_not_written_in_clear() {
-        let src = MINIMAL.replace("[[steps]]", "[headers]\nx-api-key = \"abc123abc123\"\n\n[[steps]]");
+        let src = MINIMAL.replace(
+            "[[steps]]",
+            "[headers]\nx-api-key = \"abc123abc123\"\n\n[[steps]]",
+        );
         match plan(&src) {
             Err(Error::Scenario(e)) => {
                 assert_eq!(e.field, "headers.x-api-key");
-                assert!(e.message.contains("api_key_env") && !e.message.contains("abc123"), "{e}");
+                assert!(
+                    e.message.contains("api_key_env") && !e.message.contains("abc123"),
+                    "{e}"
+                );
             }
             other => panic!("{other:?}"),
         }
-        let bad = MINIMAL.replace("stage = \"test\"\n", "stage = \"test\"\n\n[[stages]]\nname = \"test\"\nauth = \"basic\"\n");
-        assert!(plan(&bad).unwrap_err().to_string().contains("expected \"iam\""));
+        let bad = MINIMAL.replace(
+            "stage = \"test\"\n",
+            "stage = \"test\"\n\n[[stages]]\nname = \"test\"\nauth = \"basic\"\n",
+        );
+        assert!(
+            plan(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("expected \"iam\"")
+        );
     }
 
     #[test]
     fn header_errors_never_echo_the_value() {
-        for raw in ["Authorization Bearer s3cr3t-token", "Bad Name: s3cr3t-token"] {
+        for raw in [
+            "Authorization Bearer s3cr3t-token",
+            "Bad Name: s3cr3t-token",
+        ] {
             let ov = Overrides {
                 headers: vec![raw.to_string()],
                 ..Overrides::default()
             };
-            let e = parse(Path::new("t.toml"), MINIMAL, &ov).unwrap_err().to_string();
+            let e = parse(Path::new("t.toml"), MINIMAL, &ov)
+                .unwrap_err()
+                .to_string();
             assert!(!e.contains("s3cr3t"), "{e}");
         }
     }
