@@ -54,8 +54,12 @@ pub fn run_header(plan: &Plan) -> String {
         .label()
         .map(|s| format!(", shard {s}"))
         .unwrap_or_default();
+    let auth = match plan.auth.kind() {
+        crate::auth::AuthKind::None => String::new(),
+        kind => format!(", auth {}", kind.name()),
+    };
     format!(
-        "stagecheck: {} → stage {} at {} ({load}, {}{shard}, run {})",
+        "stagecheck: {} → stage {} at {} ({load}, {}{shard}{auth}, run {})",
         plan.name,
         plan.stage.name,
         plan.target.base_url,
