@@ -175,7 +175,10 @@ impl Worker {
         match self.setup.plan.load.iterations {
             None => true,
             // The claim counter is per process: each shard claims its share.
-            Some(cap) => self.setup.claimed.fetch_add(1, Ordering::Relaxed) < self.setup.plan.shard.share(cap),
+            Some(cap) => {
+                self.setup.claimed.fetch_add(1, Ordering::Relaxed)
+                    < self.setup.plan.shard.share(cap)
+            }
         }
     }
 

@@ -22,6 +22,7 @@ const SECTIONS: &[fn(&Summary) -> Option<String>] = &[
     timeline_charts,
     statuses,
     checks,
+    verification,
     thresholds,
 ];
 
@@ -531,6 +532,26 @@ fn checks(s: &Summary) -> Option<String> {
             if c.failed > 0 { "bad" } else { "" },
             c.failed,
             escape(c.example_failure.as_deref().unwrap_or(""))
+        );
+    }
+    out.push_str("</table>\n</section>\n");
+    Some(out)
+}
+
+fn verification(s: &Summary) -> Option<String> {
+    let findings = s.verify.as_ref()?.findings(&s.stage);
+    let mut out = format!(
+        "<section id=\"verification\">\n<h2>Verification of stage {}</h2>\n<table>\n<tr><th class=\"l\">what</th><th class=\"l\">result</th><th class=\"l\">examples</th></tr>\n",
+        escape(&s.stage)
+    );
+    for f in findings {
+        let _ = writeln!(
+            out,
+            "<tr class=\"finding\"><td class=\"l\">{}</td><td class=\"l {}\">{}</td><td class=\"l\">{}</td></tr>",
+            escape(&f.name),
+            if f.ok { "ok" } else { "bad" },
+            escape(&f.message),
+            escape(&f.examples.join("; "))
         );
     }
     out.push_str("</table>\n</section>\n");

@@ -76,7 +76,29 @@ pub fn render(summary: &Summary) -> String {
             })
             .collect(),
     };
-    let suites = [run, checks, thresholds];
+    let verification = Suite {
+        name: "verification",
+        cases: summary
+            .verify
+            .as_ref()
+            .map(|v| v.findings(&summary.stage))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| Case {
+                classname: class("verification"),
+                name: f.name,
+                failure: (!f.ok).then(|| {
+                    let details = if f.examples.is_empty() {
+                        f.message.clone()
+                    } else {
+                        format!("{}; e.g. {}", f.message, f.examples.join("; "))
+                    };
+                    (f.message, details)
+                }),
+            })
+            .collect(),
+    };
+    let suites = [run, checks, verification, thresholds];
 
     let tests: usize = suites.iter().map(|s| s.cases.len()).sum();
     let failures: usize = suites

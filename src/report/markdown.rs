@@ -45,6 +45,23 @@ pub fn render(summary: &Summary) -> String {
         let _ = writeln!(out, "Stopped early: {}\n", escape(why));
     }
 
+    if let Some(v) = &summary.verify {
+        let _ = writeln!(
+            out,
+            "**Verification of stage {}**\n",
+            escape(&summary.stage)
+        );
+        for f in v.findings(&summary.stage) {
+            let _ = writeln!(
+                out,
+                "- {} {}: {}",
+                if f.ok { "✅" } else { "❌" },
+                escape(&f.name),
+                escape(&f.message)
+            );
+        }
+        out.push('\n');
+    }
     let failed: Vec<_> = summary.failed_thresholds().collect();
     if !failed.is_empty() {
         let _ = writeln!(out, "**Failed thresholds**\n");
