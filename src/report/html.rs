@@ -98,14 +98,6 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-fn number(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
 fn header(s: &Summary) -> Option<String> {
     let (word, class) = verdict(s);
     let mut out = format!(
@@ -143,7 +135,7 @@ fn header(s: &Summary) -> Option<String> {
                 "<li class=\"failed-threshold\">threshold <b>{}</b> failed{}</li>",
                 escape(&th.expr),
                 th.actual
-                    .map(|a| format!(": actual {}", number(a)))
+                    .map(|a| format!(": actual {}", super::number(a)))
                     .unwrap_or_default()
             );
         }
@@ -575,7 +567,7 @@ fn thresholds(s: &Summary) -> Option<String> {
             } else {
                 ""
             },
-            th.actual.map(number).unwrap_or_default(),
+            th.actual.map(super::number).unwrap_or_default(),
             if th.ok { "ok" } else { "bad" },
             if th.ok { "passed" } else { "FAILED" }
         );

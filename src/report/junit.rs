@@ -68,7 +68,9 @@ pub fn render(summary: &Summary) -> String {
                 name: t.expr.clone(),
                 failure: (!t.ok).then(|| {
                     let message = match t.actual {
-                        Some(a) => format!("threshold `{}` failed: actual {}", t.expr, number(a)),
+                        Some(a) => {
+                            format!("threshold `{}` failed: actual {}", t.expr, super::number(a))
+                        }
                         None => format!("threshold `{}` could not be measured", t.expr),
                     };
                     (message.clone(), message)
@@ -161,14 +163,6 @@ pub fn render(summary: &Summary) -> String {
     }
     out.push_str("</testsuites>\n");
     out
-}
-
-fn number(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
-    }
 }
 
 /// Escapes for both text and attribute values; characters XML 1.0 forbids

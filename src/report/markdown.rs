@@ -68,7 +68,7 @@ pub fn render(summary: &Summary) -> String {
         for th in failed {
             let actual = th
                 .actual
-                .map(|a| format!(" (actual {})", number(a)))
+                .map(|a| format!(" (actual {})", super::number(a)))
                 .unwrap_or_default();
             let _ = writeln!(out, "- {}{actual}", escape(&th.expr));
         }
@@ -155,7 +155,7 @@ pub fn render(summary: &Summary) -> String {
                 if th.ok { "✅" } else { "❌" },
                 escape(&th.expr),
                 th.actual
-                    .map(|a| format!(" (actual {})", number(a)))
+                    .map(|a| format!(" (actual {})", super::number(a)))
                     .unwrap_or_default()
             );
         }
@@ -173,14 +173,6 @@ pub fn render(summary: &Summary) -> String {
         out.push_str("\n</details>\n");
     }
     out
-}
-
-fn number(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
-    }
 }
 
 /// Markdown punctuation gets a backslash; `<`, `>` and `&` become entities
