@@ -104,5 +104,52 @@ for rate in 100 1000 5000 20000; do
 done
 
 echo
+echo "coordinated omission: the sandbox (--no-backend) holds every answer between 2 s and 3 s once; 200 requests/s for 6 s"
+echo "analytic truth: p90 ≈ 400 ms, p99 ≈ 940 ms"
+if [ -x .venv/bin/moto_server ]; then
+    moto_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    .venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
+    moto_pid=$!
+    for _ in $(seq 1 100); do
+        python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$moto_port/moto-api/data.json', timeout=1)" 2>/dev/null && break
+        sleep 0.2
+    done
+    # A fresh sandbox per tool: the stall happens once per process.
+    stalled() {
+        "$bin" sandbox --aws-endpoint "http://127.0.0.1:$moto_port" --listen 127.0.0.1:0 --no-backend --fault stall=2s:1s \
+            >"$work/sandbox.out" 2>"$work/sandbox.log" &
+        sandbox_pid=$!
+        for _ in $(seq 1 300); do
+            grep -q "sandbox listening on" "$work/sandbox.out" 2>/dev/null && break
+            sleep 0.1
+        done
+        sed -n 's/^sandbox listening on //p' "$work/sandbox.out" | head -n 1
+    }
+    done_stalled() { kill "$sandbox_pid" 2>/dev/null || true; wait "$sandbox_pid" 2>/dev/null || true; sandbox_pid=""; }
+    echo "| tool | p50 | p90 | p99 |"
+    echo "| --- | --- | --- | --- |"
+    base="$(stalled)"
+    sed 's#^path = "/"#path = "/user"#' "$work/closed.toml" >"$work/co.toml"
+    "$bin" run "$work/co.toml" --base-url "$base/test" --rate 200 --duration 6s --max-vus 400 -q -o "$work/co.json" >/dev/null || true
+    json_field "$work/co.json" "'| stagecheck (open model) | %.1f ms | %.1f ms | %.1f ms |' % (d['totals']['latency_ms']['p50'], d['totals']['latency_ms']['p90'], d['totals']['latency_ms']['p99'])"
+    done_stalled
+    if [ -n "$oha" ]; then
+        for correction in "" "--latency-correction"; do
+            base="$(stalled)"
+            "$oha" -z 6s -q 200 -c 400 --no-tui --output-format json $correction "$base/test/user" >"$work/oha-co.json" 2>/dev/null || true
+            json_field "$work/oha-co.json" "'| oha -q 200 ${correction:-(no correction)} | %.1f ms | %.1f ms | %.1f ms |' % (d['latencyPercentiles']['p50']*1000, d['latencyPercentiles']['p90']*1000, d['latencyPercentiles']['p99']*1000)"
+            done_stalled
+        done
+    fi
+    base="$(stalled)"
+    hey -z 6s -c 4 -q 50 "$base/test/user" >"$work/hey-co.txt" 2>/dev/null || true
+    awk '/ 50%% in/ {p50=$3} / 90%% in/ {p90=$3} / 99%% in/ {p99=$3} END {printf "| hey -c 4 -q 50 | %.1f ms | %.1f ms | %.1f ms |\n", p50*1000, p90*1000, p99*1000}' "$work/hey-co.txt"
+    done_stalled
+    kill "$moto_pid" 2>/dev/null || true
+else
+    echo "  (skipped: run scripts/test once to create .venv with moto)"
+fi
+
+echo
 echo "memory: peak RSS of a 20 s open-model run at 5000 it/s"
 /usr/bin/time -f "  peak RSS %M KiB" "$bin" run "$work/closed.toml" --rate 5000 --duration 20s -q -o "$work/m.json" 2>&1 >/dev/null | tail -1 || true
