@@ -404,3 +404,68 @@ pub struct CleanupSummary {
     pub skipped: u64,
     pub failed: u64,
 }
+
+/// One verification result as every report shows it: a name, a verdict and
+/// a sentence.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub name: String,
+    pub ok: bool,
+    pub message: String,
+    pub examples: Vec<String>,
+}
+
+impl VerifySummary {
+    pub fn findings(&self, stage: &str) -> Vec<Finding> {
+        let mut out = Vec::new();
+        if let Some(d) = &self.dynamodb {
+            let sample = if d.sampled {
+                format!(
+                    "; a uniform sample of {} of {} writes",
+                    d.recorded, d.written
+                )
+            } else {
+                String::new()
+            };
+            out.push(Finding {
+                name: format!("writes in table {}", d.table),
+                ok: d.missing == 0 && d.mismatched == 0,
+                message: format!(
+                    "{} of {} written items found, {} missing, {} with other attributes{sample}",
+                    d.found, d.checked, d.missing, d.mismatched
+                ),
+                examples: d.examples.clone(),
+            });
+        }
+        if let Some(l) = &self.logs {
+            out.push(Finding {
+                name: format!("invocations in {}", l.log_group),
+                ok: l.missing == 0,
+                message: format!(
+                    "{} of {} requests found in the function's logs, {} missing",
+                    l.found, l.checked, l.missing
+                ),
+                examples: l.examples.clone(),
+            });
+        }
+        if let Some(i) = &self.isolation {
+            if i.ok {
+                out.push(Finding {
+                    name: format!("isolation of stage {stage} from {}", i.stages.join(", ")),
+                    ok: true,
+                    message: "nothing reached the other stages' tables or logs".into(),
+                    examples: Vec::new(),
+                });
+            }
+            for leak in &i.leaks {
+                out.push(Finding {
+                    name: format!("isolation from stage {}: {}", leak.stage, leak.resource),
+                    ok: false,
+                    message: format!("ISOLATION FAILED: {}", leak.message),
+                    examples: leak.examples.clone(),
+                });
+            }
+        }
+        out
+    }
+}

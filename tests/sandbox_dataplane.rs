@@ -335,3 +335,20 @@ async fn a_control_plane_change_reaches_the_data_plane() {
     assert_eq!(denied.status, 500);
     assert_eq!(denied.body, json!({"message": "Internal server error"}));
 }
+
+#[tokio::test]
+async fn a_full_log_buffer_drops_logs_not_requests() {
+    let moto = Moto::start();
+    let mut sandbox = Sandbox::start(&moto, &[], &["--log-buffer", "1", "--log-interval", "60s"]);
+    let client = http();
+    for _ in 0..5 {
+        let a = send(&client, "GET", &sandbox.url("/prod/user/x"), None, &[]).await;
+        assert_eq!(a.status, 404);
+    }
+    sandbox.stop();
+    let stderr = sandbox.stderr_text();
+    assert!(
+        stderr.contains("logs were dropped (log buffer full)"),
+        "{stderr}"
+    );
+}

@@ -172,17 +172,42 @@ fn shared_table_fault_is_an_isolation_failure() {
     let moto = Moto::start();
     let sandbox = Sandbox::start(&moto, &["shared-table"], &[]);
     let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("junit.xml");
+    let markdown = dir.path().join("summary.md");
+    let html = dir.path().join("report.html");
     let (code, s, out) = run_crud(
         &moto,
         &sandbox,
         dir.path(),
         "logs = false",
         "rate = 20\nduration = \"1s\"",
-        &[],
+        &[
+            "--junit",
+            junit.to_str().unwrap(),
+            "--markdown",
+            markdown.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
     );
     assert_eq!(code, 1, "{out}");
     let leaks = s["verify"]["isolation"]["leaks"].as_array().unwrap();
     assert_eq!(s["verify"]["isolation"]["ok"], false);
+    // Every report carries the same sentence where people and CI look.
+    let sentence =
+        "ISOLATION FAILED: 20 of 20 writes sent to stage test are in table User (stage prod)";
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        junit.contains("name=\"isolation from stage prod: table User\"")
+            && junit.contains(sentence),
+        "{junit}"
+    );
+    assert!(
+        std::fs::read_to_string(&markdown)
+            .unwrap()
+            .contains(sentence)
+    );
+    assert!(std::fs::read_to_string(&html).unwrap().contains(sentence));
     let table_leak = leaks
         .iter()
         .find(|l| l["resource"] == "table User")

@@ -174,7 +174,11 @@ impl Worker {
     fn claim(&self) -> bool {
         match self.setup.plan.load.iterations {
             None => true,
-            Some(cap) => self.setup.claimed.fetch_add(1, Ordering::Relaxed) < cap,
+            // The claim counter is per process: each shard claims its share.
+            Some(cap) => {
+                self.setup.claimed.fetch_add(1, Ordering::Relaxed)
+                    < self.setup.plan.shard.share(cap)
+            }
         }
     }
 

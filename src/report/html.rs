@@ -22,6 +22,7 @@ const SECTIONS: &[fn(&Summary) -> Option<String>] = &[
     timeline_charts,
     statuses,
     checks,
+    verification,
     thresholds,
 ];
 
@@ -97,14 +98,6 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-fn number(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
 fn header(s: &Summary) -> Option<String> {
     let (word, class) = verdict(s);
     let mut out = format!(
@@ -145,7 +138,7 @@ fn header(s: &Summary) -> Option<String> {
                 "<li class=\"failed-threshold\">threshold <b>{}</b> failed{}</li>",
                 escape(&th.expr),
                 th.actual
-                    .map(|a| format!(": actual {}", number(a)))
+                    .map(|a| format!(": actual {}", super::number(a)))
                     .unwrap_or_default()
             );
         }
@@ -540,6 +533,26 @@ fn checks(s: &Summary) -> Option<String> {
     Some(out)
 }
 
+fn verification(s: &Summary) -> Option<String> {
+    let findings = s.verify.as_ref()?.findings(&s.stage);
+    let mut out = format!(
+        "<section id=\"verification\">\n<h2>Verification of stage {}</h2>\n<table>\n<tr><th class=\"l\">what</th><th class=\"l\">result</th><th class=\"l\">examples</th></tr>\n",
+        escape(&s.stage)
+    );
+    for f in findings {
+        let _ = writeln!(
+            out,
+            "<tr class=\"finding\"><td class=\"l\">{}</td><td class=\"l {}\">{}</td><td class=\"l\">{}</td></tr>",
+            escape(&f.name),
+            if f.ok { "ok" } else { "bad" },
+            escape(&f.message),
+            escape(&f.examples.join("; "))
+        );
+    }
+    out.push_str("</table>\n</section>\n");
+    Some(out)
+}
+
 fn thresholds(s: &Summary) -> Option<String> {
     if s.thresholds.is_empty() {
         return None;
@@ -557,7 +570,7 @@ fn thresholds(s: &Summary) -> Option<String> {
             } else {
                 ""
             },
-            th.actual.map(number).unwrap_or_default(),
+            th.actual.map(super::number).unwrap_or_default(),
             if th.ok { "ok" } else { "bad" },
             if th.ok { "passed" } else { "FAILED" }
         );

@@ -68,7 +68,9 @@ pub fn render(summary: &Summary) -> String {
                 name: t.expr.clone(),
                 failure: (!t.ok).then(|| {
                     let message = match t.actual {
-                        Some(a) => format!("threshold `{}` failed: actual {}", t.expr, number(a)),
+                        Some(a) => {
+                            format!("threshold `{}` failed: actual {}", t.expr, super::number(a))
+                        }
                         None => format!("threshold `{}` could not be measured", t.expr),
                     };
                     (message.clone(), message)
@@ -76,7 +78,29 @@ pub fn render(summary: &Summary) -> String {
             })
             .collect(),
     };
-    let suites = [run, checks, thresholds];
+    let verification = Suite {
+        name: "verification",
+        cases: summary
+            .verify
+            .as_ref()
+            .map(|v| v.findings(&summary.stage))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| Case {
+                classname: class("verification"),
+                name: f.name,
+                failure: (!f.ok).then(|| {
+                    let details = if f.examples.is_empty() {
+                        f.message.clone()
+                    } else {
+                        format!("{}; e.g. {}", f.message, f.examples.join("; "))
+                    };
+                    (f.message, details)
+                }),
+            })
+            .collect(),
+    };
+    let suites = [run, checks, verification, thresholds];
 
     let tests: usize = suites.iter().map(|s| s.cases.len()).sum();
     let failures: usize = suites
@@ -139,14 +163,6 @@ pub fn render(summary: &Summary) -> String {
     }
     out.push_str("</testsuites>\n");
     out
-}
-
-fn number(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
-    }
 }
 
 /// Escapes for both text and attribute values; characters XML 1.0 forbids

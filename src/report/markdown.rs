@@ -48,13 +48,30 @@ pub fn render(summary: &Summary) -> String {
         let _ = writeln!(out, "> **Throttling:** {}\n", escape(&note));
     }
 
+    if let Some(v) = &summary.verify {
+        let _ = writeln!(
+            out,
+            "**Verification of stage {}**\n",
+            escape(&summary.stage)
+        );
+        for f in v.findings(&summary.stage) {
+            let _ = writeln!(
+                out,
+                "- {} {}: {}",
+                if f.ok { "✅" } else { "❌" },
+                escape(&f.name),
+                escape(&f.message)
+            );
+        }
+        out.push('\n');
+    }
     let failed: Vec<_> = summary.failed_thresholds().collect();
     if !failed.is_empty() {
         let _ = writeln!(out, "**Failed thresholds**\n");
         for th in failed {
             let actual = th
                 .actual
-                .map(|a| format!(" (actual {})", number(a)))
+                .map(|a| format!(" (actual {})", super::number(a)))
                 .unwrap_or_default();
             let _ = writeln!(out, "- {}{actual}", escape(&th.expr));
         }
@@ -141,7 +158,7 @@ pub fn render(summary: &Summary) -> String {
                 if th.ok { "✅" } else { "❌" },
                 escape(&th.expr),
                 th.actual
-                    .map(|a| format!(" (actual {})", number(a)))
+                    .map(|a| format!(" (actual {})", super::number(a)))
                     .unwrap_or_default()
             );
         }
@@ -159,14 +176,6 @@ pub fn render(summary: &Summary) -> String {
         out.push_str("\n</details>\n");
     }
     out
-}
-
-fn number(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
-    }
 }
 
 /// Markdown punctuation gets a backslash; `<`, `>` and `&` become entities

@@ -18,6 +18,15 @@ use crate::cli::{ReportArgs, ReportFiles};
 use crate::error::Error;
 use crate::summary::Summary;
 
+/// A measured value as reports print it: whole numbers bare, others to 3 decimals.
+pub fn number(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 /// GitHub Actions sets this to a file whose Markdown is shown on the run's page.
 pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
 

@@ -258,7 +258,7 @@ pub fn render(summary: &Summary, color: bool) -> String {
             };
             let actual = th
                 .actual
-                .map(|a| format!(" (actual {})", fmt_num_precise(a)))
+                .map(|a| format!(" (actual {})", super::number(a)))
                 .unwrap_or_default();
             let implicit = if th.implicit { " [default]" } else { "" };
             let _ = writeln!(out, "  {mark} {}{actual}{implicit}", th.expr);
@@ -377,14 +377,6 @@ fn render_verify(summary: &Summary, v: &crate::summary::VerifySummary, color: bo
         );
     }
     out
-}
-
-fn fmt_num_precise(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
-    }
 }
 
 /// Log-spaced bins from the fastest to the slowest request, one bar each.

@@ -127,7 +127,7 @@ where
 
 /// The error and its sources, each by its Display, without the Debug dump
 /// `DisplayErrorContext` appends.
-fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+pub fn causes(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![err.to_string()];
     let mut source = err.source();
     while let Some(e) = source {

@@ -114,6 +114,9 @@ impl RequestIds {
     }
 }
 
+/// API Gateway's own text for integration failures, spacing included.
+const INTERNAL_ERROR_BODY: &str = r#"{"message": "Internal server error"}"#;
+
 fn respond(
     ids: &RequestIds,
     status: u16,
@@ -121,6 +124,15 @@ fn respond(
     error_type: Option<&str>,
 ) -> Response {
     let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+    respond_text(ids, status, bytes, error_type)
+}
+
+fn respond_text(
+    ids: &RequestIds,
+    status: u16,
+    bytes: String,
+    error_type: Option<&str>,
+) -> Response {
     let mut builder = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
@@ -130,7 +142,7 @@ fn respond(
         builder = builder.header("x-amzn-ErrorType", t);
     }
     builder.body(Body::from(bytes)).unwrap_or_else(|_| {
-        let mut r = Response::new(Body::from(r#"{"message": "Internal server error"}"#));
+        let mut r = Response::new(Body::from(INTERNAL_ERROR_BODY));
         *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
         r
     })
@@ -146,10 +158,10 @@ fn missing_token(ids: &RequestIds) -> Response {
 }
 
 fn internal_error(ids: &RequestIds, status: u16) -> Response {
-    respond(
+    respond_text(
         ids,
         status,
-        Some(&json!({ "message": "Internal server error" })),
+        INTERNAL_ERROR_BODY.to_string(),
         Some("InternalServerErrorException"),
     )
 }
@@ -334,8 +346,11 @@ async fn invoke(
         });
     }
 
-    let error_type = outcome.crashed.then_some("InternalServerErrorException");
-    respond(ids, outcome.status, outcome.body.as_ref(), error_type)
+    if outcome.crashed {
+        // An unhandled function error reaches the client as API Gateway's 502.
+        return internal_error(ids, 502);
+    }
+    respond(ids, outcome.status, outcome.body.as_ref(), None)
 }
 
 fn rfc3339(t: SystemTime) -> String {

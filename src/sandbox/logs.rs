@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use tokio::sync::{mpsc, oneshot};
 
 /// PutLogEvents limits: 10 000 events and 1 048 576 bytes per call, counting
@@ -134,6 +133,8 @@ pub fn channel(
             dropped,
             streams: HashMap::new(),
             pending: VecDeque::new(),
+            lost_events: 0,
+            last_loss_report: None,
         },
     )
 }
@@ -149,6 +150,9 @@ pub struct Shipper {
     streams: HashMap<Arc<str>, String>,
     /// Received logs with the instant they may be shipped (log-delay).
     pending: VecDeque<(Instant, InvocationLog)>,
+    /// Events CloudWatch Logs refused or could not be reached for.
+    lost_events: u64,
+    last_loss_report: Option<Instant>,
 }
 
 pub struct ShipperHandle {
@@ -258,7 +262,7 @@ impl Shipper {
             let stream = match self.stream_for(group, attempt > 0).await {
                 Ok(s) => s,
                 Err(e) => {
-                    eprintln!("sandbox: {count} log events for {group} lost: {e}");
+                    self.lost(count, group, &e);
                     return;
                 }
             };
@@ -283,13 +287,26 @@ impl Shipper {
                     self.streams.remove(group);
                 }
                 Err(err) => {
-                    eprintln!(
-                        "sandbox: {count} log events for {group} lost: {}",
-                        DisplayErrorContext(&err)
-                    );
+                    self.lost(count, group, &super::aws::causes(&err));
                     return;
                 }
             }
+        }
+    }
+
+    /// Counts lost events; says so at most every few seconds, so a moto that
+    /// went away does not flood stderr at every batch.
+    fn lost(&mut self, count: usize, group: &str, error: &str) {
+        self.lost_events += count as u64;
+        let due = self
+            .last_loss_report
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+        if due {
+            eprintln!(
+                "sandbox: {} log events lost so far (last: {group}: {error})",
+                self.lost_events
+            );
+            self.last_loss_report = Some(Instant::now());
         }
     }
 
@@ -319,7 +336,7 @@ impl Shipper {
                 if err
                     .as_service_error()
                     .is_some_and(|e| e.is_resource_already_exists_exception()) => {}
-            Err(err) => return Err(DisplayErrorContext(&err).to_string()),
+            Err(err) => return Err(super::aws::causes(&err)),
         }
         self.streams.insert(group.clone(), stream.clone());
         Ok(stream)

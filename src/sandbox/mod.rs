@@ -222,18 +222,15 @@ async fn serve(options: Options) -> Result<(), SandboxError> {
     );
     let app = dataplane::router(state);
 
-    let shown_ip = if local.ip().is_unspecified() {
-        "127.0.0.1".to_string()
+    // An unspecified address is reachable on loopback; that is what we print.
+    let shown = if local.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port())
     } else {
-        local.ip().to_string()
+        local
     };
     {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "sandbox listening on http://{shown_ip}:{}",
-            local.port()
-        );
+        let _ = writeln!(out, "sandbox listening on http://{shown}");
         let _ = out.flush();
     }
 

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use http::Method;
 use serde_json::{Map, Value, json};
 
@@ -146,7 +145,7 @@ impl UserService {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| format!("PutItem {}: {}", call.table, DisplayErrorContext(&e)))
+            .map_err(|e| format!("PutItem {}: {}", call.table, super::aws::causes(&e)))
     }
 
     async fn get(&self, call: &Call<'_>, id: &str) -> Outcome {
@@ -174,7 +173,7 @@ impl UserService {
             },
             Err(e) => Outcome::crashed(
                 OP,
-                format!("GetItem {}: {}", call.table, DisplayErrorContext(&e)),
+                format!("GetItem {}: {}", call.table, super::aws::causes(&e)),
             )
             .with_id(id),
         }
@@ -193,7 +192,7 @@ impl UserService {
             }
             Err(e) => Outcome::crashed(
                 OP,
-                format!("Scan {}: {}", call.table, DisplayErrorContext(&e)),
+                format!("Scan {}: {}", call.table, super::aws::causes(&e)),
             ),
         }
     }
@@ -211,7 +210,7 @@ impl UserService {
         {
             return Outcome::crashed(
                 OP,
-                format!("DeleteItem {}: {}", call.table, DisplayErrorContext(&e)),
+                format!("DeleteItem {}: {}", call.table, super::aws::causes(&e)),
             )
             .with_id(id);
         }

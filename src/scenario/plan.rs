@@ -165,6 +165,12 @@ impl Shard {
         })
     }
 
+    /// This shard's part of a run-wide count, so the shards add up to it.
+    pub fn share(&self, total: u64) -> u64 {
+        let (i, n) = (u64::from(self.index), u64::from(self.count));
+        total / n + u64::from(i < total % n)
+    }
+
     pub fn label(&self) -> Option<String> {
         (self.count > 1).then(|| format!("{}/{}", self.index + 1, self.count))
     }
@@ -1848,5 +1854,11 @@ mod tests {
         assert!(Shard::parse("0/3").is_err());
         assert!(Shard::parse("4/3").is_err());
         assert!(Shard::parse("x").is_err());
+        let shards = [
+            Shard { index: 0, count: 3 },
+            Shard { index: 1, count: 3 },
+            Shard { index: 2, count: 3 },
+        ];
+        assert_eq!(shards.map(|s| s.share(10)), [4, 3, 3]);
     }
 }

@@ -258,22 +258,10 @@ impl Verifier {
         let mut seen: HashSet<String> = HashSet::new();
         let mut pause = Duration::from_millis(500);
         loop {
-            let messages = logs::messages(
-                &self.clients.logs,
-                &self.pacer,
-                group,
-                window,
-                pattern.as_deref(),
-            )
-            .await
-            .map_err(|e| Error::Aws(e.to_string()))?;
-            for message in &messages {
-                seen.extend(
-                    logs::markers_in(message, &markers)
-                        .into_iter()
-                        .map(str::to_string),
-                );
-            }
+            seen.extend(
+                self.markers_found(group, window, pattern.as_deref(), &markers)
+                    .await?,
+            );
             let all = invocations.iter().all(|i| is_found(i, &seen, mode));
             if all || Instant::now() >= deadline {
                 break;
@@ -385,23 +373,9 @@ impl Verifier {
             }
             if !invocations.is_empty() {
                 let group = &other.backends.log_group;
-                let messages = logs::messages(
-                    &self.clients.logs,
-                    &self.pacer,
-                    group,
-                    window,
-                    pattern.as_deref(),
-                )
-                .await
-                .map_err(|e| Error::Aws(e.to_string()))?;
-                let mut hits: HashSet<String> = HashSet::new();
-                for message in &messages {
-                    hits.extend(
-                        logs::markers_in(message, &markers)
-                            .into_iter()
-                            .map(str::to_string),
-                    );
-                }
+                let hits = self
+                    .markers_found(group, window, pattern.as_deref(), &markers)
+                    .await?;
                 let leaked: Vec<&InvocationRecord> = invocations
                     .iter()
                     .filter(|i| is_found(i, &hits, LogMatch::Either))
@@ -428,6 +402,24 @@ impl Verifier {
                 .collect(),
             leaks,
         })
+    }
+
+    /// The markers that occur in a log group's events over the window.
+    async fn markers_found(
+        &self,
+        group: &str,
+        window: &Window,
+        pattern: Option<&str>,
+        markers: &HashSet<String>,
+    ) -> Result<HashSet<String>, Error> {
+        let messages = logs::messages(&self.clients.logs, &self.pacer, group, window, pattern)
+            .await
+            .map_err(|e| Error::Aws(e.to_string()))?;
+        Ok(messages
+            .iter()
+            .flat_map(|m| logs::markers_in(m, markers))
+            .map(str::to_string)
+            .collect())
     }
 
     /// Deletes exactly the items this run wrote, by key, and only while they

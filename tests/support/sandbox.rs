@@ -2,7 +2,7 @@
 //! its own free loopback port, stopped on Drop; and SDK clients pointed at moto.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -13,13 +13,6 @@ use aws_config::BehaviorVersion;
 pub const REGION: &str = "us-east-1";
 pub const ACCESS_KEY_ID: &str = "AKIDSANDBOXTEST";
 pub const SECRET_ACCESS_KEY: &str = "sandbox-test-secret";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
-}
 
 pub fn moto_server() -> PathBuf {
     let path = super::root().join(".venv/bin/moto_server");
@@ -38,32 +31,49 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// moto picks its own port (`-p 0`) and prints it: no race with other
+    /// tests choosing the same free port.
     pub fn start() -> Moto {
         let server = moto_server();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let port = free_port();
-            let mut child = Command::new(&server)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("cannot start moto_server");
-            let endpoint = format!("http://127.0.0.1:{port}");
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // port taken meanwhile: try another
+        let mut child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start moto_server");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            // moto logs every request on stderr: keep reading so it never blocks.
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("Running on http://127.0.0.1:").nth(1) {
+                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    if let (Some(tx), Ok(port)) = (tx.take(), port.parse::<u16>()) {
+                        let _ = tx.send(port);
+                    }
                 }
-                if answers(port) {
-                    return Moto { endpoint, child };
-                }
-                std::thread::sleep(Duration::from_millis(100));
             }
+        });
+        let Ok(port) = rx.recv_timeout(Duration::from_secs(30)) else {
             let _ = child.kill();
             let _ = child.wait();
-            assert!(Instant::now() < deadline, "moto did not start within 30 s");
+            panic!("moto did not start within 30 s");
+        };
+        let moto = Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !answers(port) {
+            assert!(
+                Instant::now() < deadline,
+                "moto does not answer on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
+        moto
     }
 
     /// Wipes every resource (moto's own reset endpoint).

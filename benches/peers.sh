@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Side-by-side throughput and accuracy: stagecheck against wrk, oha and hey on
+# one local target, in alternating rounds, medians and ratios printed.
+#
+#   benches/peers.sh [ROUNDS] [SECONDS]        # default 3 rounds of 8 s
+#
+# Needs: nginx, wrk and hey from Debian (apt-get install nginx-light wrk hey),
+# oha from crates.io (cargo install oha; skipped when absent), python3.
+# Every tool gets one thread and 64 connections against one nginx worker
+# answering a fixed JSON `return 200`, all on 127.0.0.1.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+rounds="${1:-3}"
+secs="${2:-8}"
+conns=64
+work="$(mktemp -d "${TMPDIR:-/tmp}/stagecheck-peers.XXXXXX")"
+nginx_pid_file="$work/nginx.pid"
+sandbox_pid=""
+
+cleanup() {
+    [ -f "$nginx_pid_file" ] && kill "$(cat "$nginx_pid_file")" 2>/dev/null || true
+    [ -n "$sandbox_pid" ] && kill "$sandbox_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+for tool in nginx wrk hey python3; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install nginx-light wrk hey)" >&2; exit 2; }
+done
+oha="$(command -v oha || true)"
+
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+cat >"$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon on;
+pid $nginx_pid_file;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:$port;
+    location / { default_type application/json; return 200 '{"ok":true}'; }
+  }
+}
+CONF
+nginx -c "$work/nginx.conf" -p "$work"
+url="http://127.0.0.1:$port/"
+
+cargo build --release --locked -q
+bin="${CARGO_TARGET_DIR:-$root/target}/release/stagecheck"
+
+cat >"$work/closed.toml" <<TOML
+[target]
+base_url = "http://127.0.0.1:$port"
+stage = "bench"
+[load]
+model = "closed"
+vus = $conns
+duration = "${secs}s"
+[[steps]]
+name = "get"
+method = "GET"
+path = "/"
+TOML
+
+json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+
+stagecheck_rps() { "$bin" run "$work/closed.toml" --threads 1 -q -o "$work/s.json" >/dev/null || true; json_field "$work/s.json" "round(d['totals']['rps'])"; }
+wrk_rps() { wrk -t1 -c"$conns" -d"${secs}s" "$url" | awk '/Requests\/sec/ {printf "%d\n", $2}'; }
+hey_rps() { hey -z "${secs}s" -c "$conns" "$url" | awk '/Requests\/sec/ {printf "%d\n", $2}'; }
+oha_rps() { "$oha" -z "${secs}s" -c "$conns" --no-tui --output-format json "$url" >"$work/oha.json"; json_field "$work/oha.json" "round(d['summary']['requestsPerSec'])"; }
+
+tools=(stagecheck wrk hey)
+[ -n "$oha" ] && tools+=(oha)
+declare -A results
+echo "closed model, $conns connections, ${secs}s per run, $rounds rounds, one thread each; target: nginx (1 worker) on 127.0.0.1"
+for round in $(seq 1 "$rounds"); do
+    for tool in "${tools[@]}"; do
+        rps="$("${tool}_rps")"
+        results[$tool]="${results[$tool]:-} $rps"
+        echo "  round $round  $tool  $rps req/s"
+    done
+done
+median() { python3 -c "import statistics,sys; print(round(statistics.median(map(float, sys.argv[1:]))))" "$@"; }
+echo
+echo "| tool | median req/s | stagecheck ÷ tool |"
+echo "| --- | --- | --- |"
+sc="$(median ${results[stagecheck]})"
+for tool in "${tools[@]}"; do
+    m="$(median ${results[$tool]})"
+    ratio="$(python3 -c "print(f'{$sc/$m:.2f}')")"
+    echo "| $tool | $m | $ratio |"
+done
+
+echo
+echo "open model: achieved rate and scheduling lateness (stagecheck, 5 s each, 2 threads)"
+echo "| target it/s | achieved req/s | error | schedule lag p99 | dropped |"
+echo "| --- | --- | --- | --- | --- |"
+for rate in 100 1000 5000 20000; do
+    "$bin" run "$work/closed.toml" --rate "$rate" --duration 5s --max-vus 256 -q -o "$work/o.json" >/dev/null || true
+    json_field "$work/o.json" "'| $rate | %d | %+.2f %% | %.2f ms | %d |' % (d['totals']['requests']/5.0, (d['totals']['requests']/5.0/$rate-1)*100, d['totals']['schedule_lag_ms']['p99'], d['totals']['dropped_iterations'])"
+done
+
+echo
+echo "coordinated omission: the sandbox (--no-backend) holds every answer between 2 s and 3 s once; 200 requests/s for 6 s"
+echo "analytic truth: p90 ≈ 400 ms, p99 ≈ 940 ms"
+if [ -x .venv/bin/moto_server ]; then
+    moto_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    .venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
+    moto_pid=$!
+    for _ in $(seq 1 100); do
+        python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$moto_port/moto-api/data.json', timeout=1)" 2>/dev/null && break
+        sleep 0.2
+    done
+    # A fresh sandbox per tool: the stall happens once per process.
+    stalled() {
+        "$bin" sandbox --aws-endpoint "http://127.0.0.1:$moto_port" --listen 127.0.0.1:0 --no-backend --fault stall=2s:1s \
+            >"$work/sandbox.out" 2>"$work/sandbox.log" &
+        sandbox_pid=$!
+        for _ in $(seq 1 300); do
+            grep -q "sandbox listening on" "$work/sandbox.out" 2>/dev/null && break
+            sleep 0.1
+        done
+        sed -n 's/^sandbox listening on //p' "$work/sandbox.out" | head -n 1
+    }
+    done_stalled() { kill "$sandbox_pid" 2>/dev/null || true; wait "$sandbox_pid" 2>/dev/null || true; sandbox_pid=""; }
+    echo "| tool | p50 | p90 | p99 |"
+    echo "| --- | --- | --- | --- |"
+    base="$(stalled)"
+    sed 's#^path = "/"#path = "/user"#' "$work/closed.toml" >"$work/co.toml"
+    "$bin" run "$work/co.toml" --base-url "$base/test" --rate 200 --duration 6s --max-vus 400 -q -o "$work/co.json" >/dev/null || true
+    json_field "$work/co.json" "'| stagecheck (open model) | %.1f ms | %.1f ms | %.1f ms |' % (d['totals']['latency_ms']['p50'], d['totals']['latency_ms']['p90'], d['totals']['latency_ms']['p99'])"
+    done_stalled
+    if [ -n "$oha" ]; then
+        for correction in "" "--latency-correction"; do
+            base="$(stalled)"
+            "$oha" -z 6s -q 200 -c 400 --no-tui --output-format json $correction "$base/test/user" >"$work/oha-co.json" 2>/dev/null || true
+            json_field "$work/oha-co.json" "'| oha -q 200 ${correction:-(no correction)} | %.1f ms | %.1f ms | %.1f ms |' % (d['latencyPercentiles']['p50']*1000, d['latencyPercentiles']['p90']*1000, d['latencyPercentiles']['p99']*1000)"
+            done_stalled
+        done
+    fi
+    base="$(stalled)"
+    hey -z 6s -c 4 -q 50 "$base/test/user" >"$work/hey-co.txt" 2>/dev/null || true
+    awk '/ 50%% in/ {p50=$3} / 90%% in/ {p90=$3} / 99%% in/ {p99=$3} END {printf "| hey -c 4 -q 50 | %.1f ms | %.1f ms | %.1f ms |\n", p50*1000, p90*1000, p99*1000}' "$work/hey-co.txt"
+    done_stalled
+    kill "$moto_pid" 2>/dev/null || true
+else
+    echo "  (skipped: run scripts/test once to create .venv with moto)"
+fi
+
+echo
+echo "memory: peak RSS of a 20 s open-model run at 5000 it/s"
+/usr/bin/time -f "  peak RSS %M KiB" "$bin" run "$work/closed.toml" --rate 5000 --duration 20s -q -o "$work/m.json" 2>&1 >/dev/null | tail -1 || true
