@@ -108,8 +108,8 @@ impl Auth {
         }))
     }
 
-    /// Reads the key from the environment; `None` when the variable is unset
-    /// or empty. The key never leaves the `HeaderValue`.
+    /// Reads the key from the environment; an error (naming the variable,
+    /// never a value) when it is unset or empty.
     pub fn api_key(env_var: &str) -> Result<Auth, String> {
         let key = std::env::var(env_var).ok().filter(|k| !k.is_empty());
         let Some(key) = key else {
