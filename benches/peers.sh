@@ -3,6 +3,7 @@
 # one local target, in alternating rounds, medians and ratios printed.
 #
 #   benches/peers.sh [ROUNDS] [SECONDS]        # default 3 rounds of 8 s
+#   THREADS=2 benches/peers.sh                 # threads per tool (default 1)
 #
 # Needs: nginx, wrk and hey from Debian (apt-get install nginx-light wrk hey),
 # oha from crates.io (cargo install oha; skipped when absent), python3.
@@ -14,6 +15,7 @@ cd "$root"
 rounds="${1:-3}"
 secs="${2:-8}"
 conns=64
+threads="${THREADS:-1}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/stagecheck-peers.XXXXXX")"
 nginx_pid_file="$work/nginx.pid"
 sandbox_pid=""
@@ -67,15 +69,15 @@ TOML
 
 json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
-stagecheck_rps() { "$bin" run "$work/closed.toml" --threads 1 -q -o "$work/s.json" >/dev/null || true; json_field "$work/s.json" "round(d['totals']['rps'])"; }
-wrk_rps() { wrk -t1 -c"$conns" -d"${secs}s" "$url" | awk '/Requests\/sec/ {printf "%d\n", $2}'; }
-hey_rps() { hey -z "${secs}s" -c "$conns" "$url" | awk '/Requests\/sec/ {printf "%d\n", $2}'; }
-oha_rps() { "$oha" -z "${secs}s" -c "$conns" --no-tui --output-format json "$url" >"$work/oha.json"; json_field "$work/oha.json" "round(d['summary']['requestsPerSec'])"; }
+stagecheck_rps() { "$bin" run "$work/closed.toml" --threads "$threads" -q -o "$work/s.json" >/dev/null || true; json_field "$work/s.json" "round(d['totals']['rps'])"; }
+wrk_rps() { wrk -t"$threads" -c"$conns" -d"${secs}s" "$url" | awk '/Requests\/sec/ {printf "%d\n", $2}'; }
+hey_rps() { GOMAXPROCS="$threads" hey -z "${secs}s" -c "$conns" "$url" | awk '/Requests\/sec/ {printf "%d\n", $2}'; }
+oha_rps() { TOKIO_WORKER_THREADS="$threads" "$oha" -z "${secs}s" -c "$conns" --no-tui --output-format json "$url" >"$work/oha.json"; json_field "$work/oha.json" "round(d['summary']['requestsPerSec'])"; }
 
 tools=(stagecheck wrk hey)
 [ -n "$oha" ] && tools+=(oha)
 declare -A results
-echo "closed model, $conns connections, ${secs}s per run, $rounds rounds, one thread each; target: nginx (1 worker) on 127.0.0.1"
+echo "closed model, $conns connections, ${secs}s per run, $rounds rounds, $threads thread(s) each; target: nginx (1 worker) on 127.0.0.1"
 for round in $(seq 1 "$rounds"); do
     for tool in "${tools[@]}"; do
         rps="$("${tool}_rps")"
@@ -143,7 +145,7 @@ if [ -x .venv/bin/moto_server ]; then
     fi
     base="$(stalled)"
     hey -z 6s -c 4 -q 50 "$base/test/user" >"$work/hey-co.txt" 2>/dev/null || true
-    awk '/ 50%% in/ {p50=$3} / 90%% in/ {p90=$3} / 99%% in/ {p99=$3} END {printf "| hey -c 4 -q 50 | %.1f ms | %.1f ms | %.1f ms |\n", p50*1000, p90*1000, p99*1000}' "$work/hey-co.txt"
+    awk '/ 50% in/ {p50=$3} / 90% in/ {p90=$3} / 99% in/ {p99=$3} END {printf "| hey -c 4 -q 50 | %.1f ms | %.1f ms | %.1f ms |\n", p50*1000, p90*1000, p99*1000}' "$work/hey-co.txt"
     done_stalled
     kill "$moto_pid" 2>/dev/null || true
 else

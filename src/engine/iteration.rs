@@ -283,7 +283,7 @@ pub fn build_request(
         value.render_into(vars, &mut uri);
     }
     let mut headers = HeaderMap::with_capacity(plan.headers.len() + step.headers.len() + 3);
-    headers.insert(HOST, HeaderValue::from_str(&plan.target.authority).ok()?);
+    headers.insert(HOST, plan.target.host_header.clone());
     headers.insert(USER_AGENT, user_agent.clone());
     let mut value = String::new();
     for (name, template) in plan.headers.iter().chain(&step.headers) {

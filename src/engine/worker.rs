@@ -163,7 +163,11 @@ impl Worker {
         self.metrics.borrow_mut().iterations_started += 1;
         iteration::run(&self.context(), vu, due).await;
         self.busy.set(self.busy.get() - 1);
-        self.idle_changed.notify_waiters();
+        // Only the drain at the end waits, and only for "nothing in flight":
+        // waking it on every iteration would cost a lock per request.
+        if self.busy.get() == 0 {
+            self.idle_changed.notify_waiters();
+        }
     }
 
     fn running(&self) -> bool {

@@ -127,6 +127,8 @@ pub struct Target {
     pub port: u16,
     /// The `Host` header.
     pub authority: String,
+    /// `authority` ready to send, validated once.
+    pub host_header: http::HeaderValue,
     /// The path every step's path is appended to, without a trailing `/`.
     pub base_path: String,
 }
@@ -893,6 +895,8 @@ pub fn parse_base_url(template: &str, stage: &str) -> Result<Target, String> {
         host,
         port,
         authority: authority.as_str().to_string(),
+        host_header: http::HeaderValue::from_str(authority.as_str())
+            .map_err(|_| format!("{url:?}: the host is not a valid Host header"))?,
         base_path: uri.path().trim_end_matches('/').to_string(),
     })
 }
