@@ -6,6 +6,7 @@
 pub mod client;
 pub mod iteration;
 pub mod schedule;
+pub mod timer;
 pub mod worker;
 
 use std::collections::{BTreeMap, HashSet};

@@ -15,6 +15,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::client::Connector;
 use super::iteration::{self, Due, IterationContext, Vu};
 use super::schedule::ArrivalSchedule;
+use super::timer::DueTimer;
 use crate::metrics::Metrics;
 use crate::scenario::{Model, Plan};
 
@@ -190,6 +191,7 @@ impl Worker {
         let (offset, stride) = self.setup.offset_and_stride();
         let cap = self.setup.plan.load.iterations;
         let mut phase = self.setup.phase.clone();
+        let timer = DueTimer::new();
         let mut k = offset;
         loop {
             if cap.is_some_and(|cap| k >= cap) {
@@ -201,7 +203,7 @@ impl Worker {
             let at = self.setup.start + Duration::from_secs_f64(at_s);
             if at > Instant::now() {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = timer.sleep_until(at) => {}
                     _ = phase.wait_for(|p| *p != Phase::Running) => break,
                 }
             }
