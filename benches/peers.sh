@@ -19,10 +19,12 @@ threads="${THREADS:-1}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/stagecheck-peers.XXXXXX")"
 nginx_pid_file="$work/nginx.pid"
 sandbox_pid=""
+moto_pid=""
 
 cleanup() {
     [ -f "$nginx_pid_file" ] && kill "$(cat "$nginx_pid_file")" 2>/dev/null || true
     [ -n "$sandbox_pid" ] && kill "$sandbox_pid" 2>/dev/null || true
+    [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -116,7 +118,8 @@ if [ -x .venv/bin/moto_server ]; then
         python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$moto_port/moto-api/data.json', timeout=1)" 2>/dev/null && break
         sleep 0.2
     done
-    # A fresh sandbox per tool: the stall happens once per process.
+    # A fresh sandbox per tool: the stall happens once per process. Sets
+    # $base (not echoed: a $(…) subshell would lose $sandbox_pid).
     stalled() {
         "$bin" sandbox --aws-endpoint "http://127.0.0.1:$moto_port" --listen 127.0.0.1:0 --no-backend --fault stall=2s:1s \
             >"$work/sandbox.out" 2>"$work/sandbox.log" &
@@ -125,29 +128,30 @@ if [ -x .venv/bin/moto_server ]; then
             grep -q "sandbox listening on" "$work/sandbox.out" 2>/dev/null && break
             sleep 0.1
         done
-        sed -n 's/^sandbox listening on //p' "$work/sandbox.out" | head -n 1
+        base="$(sed -n 's/^sandbox listening on //p' "$work/sandbox.out" | head -n 1)"
     }
     done_stalled() { kill "$sandbox_pid" 2>/dev/null || true; wait "$sandbox_pid" 2>/dev/null || true; sandbox_pid=""; }
     echo "| tool | p50 | p90 | p99 |"
     echo "| --- | --- | --- | --- |"
-    base="$(stalled)"
+    stalled
     sed 's#^path = "/"#path = "/user"#' "$work/closed.toml" >"$work/co.toml"
     "$bin" run "$work/co.toml" --base-url "$base/test" --rate 200 --duration 6s --max-vus 400 -q -o "$work/co.json" >/dev/null || true
     json_field "$work/co.json" "'| stagecheck (open model) | %.1f ms | %.1f ms | %.1f ms |' % (d['totals']['latency_ms']['p50'], d['totals']['latency_ms']['p90'], d['totals']['latency_ms']['p99'])"
     done_stalled
     if [ -n "$oha" ]; then
         for correction in "" "--latency-correction"; do
-            base="$(stalled)"
+            stalled
             "$oha" -z 6s -q 200 -c 400 --no-tui --output-format json $correction "$base/test/user" >"$work/oha-co.json" 2>/dev/null || true
             json_field "$work/oha-co.json" "'| oha -q 200 ${correction:-(no correction)} | %.1f ms | %.1f ms | %.1f ms |' % (d['latencyPercentiles']['p50']*1000, d['latencyPercentiles']['p90']*1000, d['latencyPercentiles']['p99']*1000)"
             done_stalled
         done
     fi
-    base="$(stalled)"
+    stalled
     hey -z 6s -c 4 -q 50 "$base/test/user" >"$work/hey-co.txt" 2>/dev/null || true
     awk '/ 50% in/ {p50=$3} / 90% in/ {p90=$3} / 99% in/ {p99=$3} END {printf "| hey -c 4 -q 50 | %.1f ms | %.1f ms | %.1f ms |\n", p50*1000, p90*1000, p99*1000}' "$work/hey-co.txt"
     done_stalled
     kill "$moto_pid" 2>/dev/null || true
+    moto_pid=""
 else
     echo "  (skipped: run scripts/test once to create .venv with moto)"
 fi

@@ -124,7 +124,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         };
         let outcome = rt.block_on(async {
             tokio::select! {
-                v = verifier.verify(&plan, &evidence) => Some(v),
+                v = verifier.verify(&plan, evidence) => Some(v),
                 _ = tokio::signal::ctrl_c() => None,
             }
         });

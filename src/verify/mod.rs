@@ -23,6 +23,8 @@ use dynamodb::{Item, TableKeys};
 use logs::{Pacer, Window};
 
 const EXAMPLES: usize = 5;
+/// Keys read and judged at a time (100 BatchGetItem calls).
+const READ_CHUNK: usize = 10_000;
 /// Log timestamps come from other clocks: widen the window on both sides.
 const CLOCK_SKEW: Duration = Duration::from_secs(30);
 
@@ -111,12 +113,12 @@ pub async fn preflight(plan: &Plan) -> Result<Verifier, Error> {
 }
 
 impl Verifier {
-    pub async fn verify(&self, plan: &Plan, evidence: &Evidence) -> Result<VerifySummary, Error> {
+    pub async fn verify(&self, plan: &Plan, evidence: Evidence) -> Result<VerifySummary, Error> {
         let v = &plan.verify;
         let written = evidence.writes.seen();
-        let writes: Vec<WriteRecord> = evidence.writes.clone().into_items();
-        let invocations: Vec<InvocationRecord> = evidence.invocations.clone().into_items();
-        let window = window(evidence);
+        let window = window(&evidence);
+        let writes: Vec<WriteRecord> = evidence.writes.into_items();
+        let invocations: Vec<InvocationRecord> = evidence.invocations.into_items();
         let mut summary = VerifySummary::default();
 
         if v.dynamodb
@@ -173,36 +175,6 @@ impl Verifier {
                 .1
                 .push(record);
         }
-        let mut found: HashMap<String, Item> = HashMap::new();
-        let deadline = Instant::now() + settle;
-        loop {
-            let missing: Vec<Item> = by_key
-                .iter()
-                .filter(|(k, _)| !found.contains_key(*k))
-                .map(|(_, (key, _))| key.clone())
-                .collect();
-            if missing.is_empty() {
-                break;
-            }
-            let got = dynamodb::read_items(
-                &self.clients.dynamodb,
-                &keys.table,
-                &missing,
-                &self.batch_calls,
-            )
-            .await
-            .map_err(|e| Error::Aws(e.to_string()))?;
-            found.extend(got);
-            // Re-check what is still missing until the settle window closes:
-            // a write can become visible a little after it was acknowledged.
-            if found.len() == by_key.len() || Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep(
-                Duration::from_millis(500).min(deadline.saturating_duration_since(Instant::now())),
-            )
-            .await;
-        }
         let mut result = DynamoVerify {
             table: keys.table.clone(),
             written,
@@ -211,33 +183,46 @@ impl Verifier {
             checked: by_key.len() as u64,
             ..DynamoVerify::default()
         };
-        let mut keys_sorted: Vec<&String> = by_key.keys().collect();
-        keys_sorted.sort();
-        for key in keys_sorted {
-            let (_, records) = &by_key[key];
-            match found.get(key) {
-                None => {
-                    result.missing += 1;
-                    if result.examples.len() < EXAMPLES {
-                        result
-                            .examples
-                            .push(format!("missing {key}{}", via(records[0])));
+        // Read and judge a chunk at a time: only one chunk of items is ever
+        // held, however many writes were recorded.
+        let mut ordered: Vec<&String> = by_key.keys().collect();
+        ordered.sort();
+        let mut missing: Vec<&String> = Vec::new();
+        for chunk in ordered.chunks(READ_CHUNK) {
+            let found = self.read(keys, chunk, &by_key).await?;
+            for key in chunk {
+                match found.get(*key) {
+                    Some(item) => judge(key, item, &by_key[*key].1, &mut result),
+                    None => missing.push(key),
+                }
+            }
+        }
+        // Re-check what is still missing until the settle window closes:
+        // a write can become visible a little after it was acknowledged.
+        let deadline = Instant::now() + settle;
+        while !missing.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(
+                Duration::from_millis(500).min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+            let mut still = Vec::new();
+            for chunk in missing.chunks(READ_CHUNK) {
+                let found = self.read(keys, chunk, &by_key).await?;
+                for key in chunk {
+                    match found.get(*key) {
+                        Some(item) => judge(key, item, &by_key[*key].1, &mut result),
+                        None => still.push(*key),
                     }
                 }
-                Some(item) => {
-                    let problems: Vec<String> = records
-                        .iter()
-                        .filter_map(|r| dynamodb::mismatch(item, &r.attributes))
-                        .collect();
-                    if problems.len() == records.len() && !problems.is_empty() {
-                        result.mismatched += 1;
-                        if result.examples.len() < EXAMPLES {
-                            result.examples.push(format!("{key}: {}", problems[0]));
-                        }
-                    } else {
-                        result.found += 1;
-                    }
-                }
+            }
+            missing = still;
+        }
+        for key in missing {
+            result.missing += 1;
+            if result.examples.len() < EXAMPLES {
+                result
+                    .examples
+                    .push(format!("missing {key}{}", via(by_key[key].1[0])));
             }
         }
         Ok(result)
@@ -404,6 +389,23 @@ impl Verifier {
         })
     }
 
+    async fn read(
+        &self,
+        keys: &TableKeys,
+        chunk: &[&String],
+        by_key: &HashMap<String, (Item, Vec<&WriteRecord>)>,
+    ) -> Result<HashMap<String, Item>, Error> {
+        let wanted: Vec<Item> = chunk.iter().map(|k| by_key[*k].0.clone()).collect();
+        dynamodb::read_items(
+            &self.clients.dynamodb,
+            &keys.table,
+            &wanted,
+            &self.batch_calls,
+        )
+        .await
+        .map_err(|e| Error::Aws(e.to_string()))
+    }
+
     /// The markers that occur in a log group's events over the window.
     async fn markers_found(
         &self,
@@ -474,6 +476,22 @@ impl Verifier {
             }
         }
         summary
+    }
+}
+
+/// An item passes if it holds what any of the writes to its key wrote.
+fn judge(key: &str, item: &Item, records: &[&WriteRecord], result: &mut DynamoVerify) {
+    let problems: Vec<String> = records
+        .iter()
+        .filter_map(|r| dynamodb::mismatch(item, &r.attributes))
+        .collect();
+    if problems.len() == records.len() && !problems.is_empty() {
+        result.mismatched += 1;
+        if result.examples.len() < EXAMPLES {
+            result.examples.push(format!("{key}: {}", problems[0]));
+        }
+    } else {
+        result.found += 1;
     }
 }
 
