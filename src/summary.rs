@@ -315,7 +315,9 @@ impl Summary {
             String::new()
         };
         Some(format!(
-            "{seen}This run reached {peak:.0} requests/s; API Gateway's default limits are              10 000 requests/s per account and Region with a burst of 5 000, shared by every              API and stage in the account (stage and usage-plan limits can be lower)"
+            "{seen}This run reached {peak:.0} requests/s; API Gateway's default limits are \
+             10 000 requests/s per account and Region with a burst of 5 000, shared by every \
+             API and stage in the account (stage and usage-plan limits can be lower)"
         ))
     }
 
