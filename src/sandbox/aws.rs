@@ -105,6 +105,24 @@ impl Clients {
 }
 
 /// An SDK failure as a sentence naming what was being done.
+/// A function's resource-based policy document, `None` when it has none.
+pub async fn function_policy(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+) -> Result<Option<String>, SandboxError> {
+    match lambda.get_policy().function_name(function).send().await {
+        Ok(out) => Ok(out.policy().map(str::to_string)),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(err) => Err(aws_error(format!("reading {function}'s policy"), err)),
+    }
+}
+
 pub fn aws_error<E, R>(action: impl Into<String>, err: SdkError<E, R>) -> SandboxError
 where
     E: std::error::Error + Send + Sync + 'static,

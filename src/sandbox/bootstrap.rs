@@ -668,23 +668,7 @@ async fn ensure_permission(
         "arn:aws:execute-api:{}:{account}:{api_id}/*",
         deployment.region
     );
-    let policy = match clients
-        .lambda
-        .get_policy()
-        .function_name(&function)
-        .send()
-        .await
-    {
-        Ok(out) => out.policy().map(str::to_string),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            None
-        }
-        Err(err) => return Err(aws_error(format!("reading {function}'s policy"), err)),
-    };
+    let policy = super::aws::function_policy(&clients.lambda, &function).await?;
     let statement = policy.as_deref().and_then(|p| {
         let doc: serde_json::Value = serde_json::from_str(p).ok()?;
         doc.get("Statement")?

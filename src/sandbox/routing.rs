@@ -273,17 +273,7 @@ impl Resolver {
             }
             Err(err) => return Err(aws_error(format!("reading function {function}"), err)),
         };
-        let policy = match lambda.get_policy().function_name(function).send().await {
-            Ok(out) => out.policy().map(str::to_string),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                None
-            }
-            Err(err) => return Err(aws_error(format!("reading {function}'s policy"), err)),
-        };
+        let policy = super::aws::function_policy(lambda, function).await?;
         if !allows_api_gateway(policy.as_deref(), api_id) {
             return Ok(Err(format!(
                 "Invalid permissions on Lambda function {function}: its resource policy does \
