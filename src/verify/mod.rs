@@ -6,7 +6,7 @@ pub mod aws;
 pub mod dynamodb;
 pub mod logs;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -164,38 +164,28 @@ impl Verifier {
         written: u64,
         settle: Duration,
     ) -> Result<DynamoVerify, Error> {
-        // Several writes may name one key (repeats, updates): the item passes
-        // if it holds what any of them wrote.
-        let mut by_key: HashMap<String, (Item, Vec<&WriteRecord>)> = HashMap::new();
+        // Sorted by key, so the writes to one key (repeats, updates) sit
+        // together; a sorted vector costs far less than a map of items.
+        let mut keyed = Vec::with_capacity(writes.len());
         for record in writes {
             let key = dynamodb::key_of(record, keys).map_err(|e| Error::Usage(e.to_string()))?;
-            by_key
-                .entry(dynamodb::key_text(&key))
-                .or_insert_with(|| (key, Vec::new()))
-                .1
-                .push(record);
+            keyed.push((dynamodb::key_text(&key), record));
         }
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        let groups: Vec<&[(String, &WriteRecord)]> = keyed.chunk_by(|a, b| a.0 == b.0).collect();
         let mut result = DynamoVerify {
             table: keys.table.clone(),
             written,
             recorded: writes.len() as u64,
             sampled: written > writes.len() as u64,
-            checked: by_key.len() as u64,
+            checked: groups.len() as u64,
             ..DynamoVerify::default()
         };
         // Read and judge a chunk at a time: only one chunk of items is ever
         // held, however many writes were recorded.
-        let mut ordered: Vec<&String> = by_key.keys().collect();
-        ordered.sort();
-        let mut missing: Vec<&String> = Vec::new();
-        for chunk in ordered.chunks(READ_CHUNK) {
-            let found = self.read(keys, chunk, &by_key).await?;
-            for key in chunk {
-                match found.get(*key) {
-                    Some(item) => judge(key, item, &by_key[*key].1, &mut result),
-                    None => missing.push(key),
-                }
-            }
+        let mut missing = Vec::new();
+        for chunk in groups.chunks(READ_CHUNK) {
+            missing.extend(self.read_and_judge(keys, chunk, &mut result).await?);
         }
         // Re-check what is still missing until the settle window closes:
         // a write can become visible a little after it was acknowledged.
@@ -207,22 +197,16 @@ impl Verifier {
             .await;
             let mut still = Vec::new();
             for chunk in missing.chunks(READ_CHUNK) {
-                let found = self.read(keys, chunk, &by_key).await?;
-                for key in chunk {
-                    match found.get(*key) {
-                        Some(item) => judge(key, item, &by_key[*key].1, &mut result),
-                        None => still.push(*key),
-                    }
-                }
+                still.extend(self.read_and_judge(keys, chunk, &mut result).await?);
             }
             missing = still;
         }
-        for key in missing {
+        for group in missing {
             result.missing += 1;
             if result.examples.len() < EXAMPLES {
                 result
                     .examples
-                    .push(format!("missing {key}{}", via(by_key[key].1[0])));
+                    .push(format!("missing {}{}", group[0].0, via(group[0].1)));
             }
         }
         Ok(result)
@@ -389,21 +373,35 @@ impl Verifier {
         })
     }
 
-    async fn read(
+    /// Reads one chunk of keys and judges the items found; returns the
+    /// groups whose item is not there (yet).
+    async fn read_and_judge<'a>(
         &self,
         keys: &TableKeys,
-        chunk: &[&String],
-        by_key: &HashMap<String, (Item, Vec<&WriteRecord>)>,
-    ) -> Result<HashMap<String, Item>, Error> {
-        let wanted: Vec<Item> = chunk.iter().map(|k| by_key[*k].0.clone()).collect();
-        dynamodb::read_items(
+        chunk: &[&'a [(String, &'a WriteRecord)]],
+        result: &mut DynamoVerify,
+    ) -> Result<Vec<&'a [(String, &'a WriteRecord)]>, Error> {
+        let mut wanted = Vec::with_capacity(chunk.len());
+        for group in chunk {
+            wanted
+                .push(dynamodb::key_of(group[0].1, keys).map_err(|e| Error::Usage(e.to_string()))?);
+        }
+        let found = dynamodb::read_items(
             &self.clients.dynamodb,
             &keys.table,
             &wanted,
             &self.batch_calls,
         )
         .await
-        .map_err(|e| Error::Aws(e.to_string()))
+        .map_err(|e| Error::Aws(e.to_string()))?;
+        let mut missing = Vec::new();
+        for group in chunk {
+            match found.get(&group[0].0) {
+                Some(item) => judge(&group[0].0, item, group.iter().map(|(_, r)| *r), result),
+                None => missing.push(*group),
+            }
+        }
+        Ok(missing)
     }
 
     /// The markers that occur in a log group's events over the window.
@@ -480,18 +478,30 @@ impl Verifier {
 }
 
 /// An item passes if it holds what any of the writes to its key wrote.
-fn judge(key: &str, item: &Item, records: &[&WriteRecord], result: &mut DynamoVerify) {
-    let problems: Vec<String> = records
-        .iter()
-        .filter_map(|r| dynamodb::mismatch(item, &r.attributes))
-        .collect();
-    if problems.len() == records.len() && !problems.is_empty() {
-        result.mismatched += 1;
-        if result.examples.len() < EXAMPLES {
-            result.examples.push(format!("{key}: {}", problems[0]));
+fn judge<'a>(
+    key: &str,
+    item: &Item,
+    records: impl Iterator<Item = &'a WriteRecord>,
+    result: &mut DynamoVerify,
+) {
+    let mut first_problem = None;
+    let mut any_matches = false;
+    for record in records {
+        match dynamodb::mismatch(item, &record.attributes) {
+            None => any_matches = true,
+            Some(problem) => {
+                first_problem.get_or_insert(problem);
+            }
         }
-    } else {
-        result.found += 1;
+    }
+    match first_problem {
+        Some(problem) if !any_matches => {
+            result.mismatched += 1;
+            if result.examples.len() < EXAMPLES {
+                result.examples.push(format!("{key}: {problem}"));
+            }
+        }
+        _ => result.found += 1,
     }
 }
 
