@@ -45,6 +45,19 @@ checks = [{{ status = [200] }}, {{ json = "Name", equals = "n-{{{{seq}}}}" }}]
     )
 }
 
+/// One GET step named `name` on `path`; `load` is the `[load]` body (empty
+/// for a one-iteration smoke) and `extra` follows the step (checks, thresholds).
+fn get_scenario(url: &str, name: &str, path: &str, load: &str, extra: &str) -> String {
+    let load = if load.is_empty() {
+        String::new()
+    } else {
+        format!("[load]\n{load}\n")
+    };
+    format!(
+        "[target]\nbase_url = \"{url}\"\nstage = \"t\"\n{load}[[steps]]\nname = \"{name}\"\nmethod = \"GET\"\npath = \"{path}\"\n{extra}"
+    )
+}
+
 #[test]
 fn summary_counts_equal_what_the_server_saw() {
     let server = TestServer::start();
@@ -133,9 +146,12 @@ fn summary_counts_equal_what_the_server_saw() {
 fn open_model_holds_the_arrival_rate() {
     let server = TestServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[load]\nrate = 200\nduration = \"3s\"\n[[steps]]\nname = \"ping\"\nmethod = \"GET\"\npath = \"/ping\"\n",
-        server.url()
+    let body = get_scenario(
+        &server.url(),
+        "ping",
+        "/ping",
+        "rate = 200\nduration = \"3s\"",
+        "",
     );
     let file = scenario_file(dir.path(), "rate.toml", &body);
     let out = dir.path().join("s.json");
@@ -166,9 +182,12 @@ fn a_stall_shows_in_the_percentiles_coordinated_omission_free() {
         hold: Duration::from_secs(1),
     });
     let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[load]\nrate = 200\nduration = \"6s\"\nmax_vus = 400\n[[steps]]\nname = \"ping\"\nmethod = \"GET\"\npath = \"/ping\"\n",
-        server.url()
+    let body = get_scenario(
+        &server.url(),
+        "ping",
+        "/ping",
+        "rate = 200\nduration = \"6s\"\nmax_vus = 400",
+        "",
     );
     let file = scenario_file(dir.path(), "stall.toml", &body);
     let out = dir.path().join("s.json");
@@ -203,9 +222,12 @@ fn a_stall_shows_in_the_percentiles_coordinated_omission_free() {
 fn sigint_still_writes_a_partial_summary() {
     let server = TestServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[load]\nrate = 50\nduration = \"60s\"\n[[steps]]\nname = \"ping\"\nmethod = \"GET\"\npath = \"/ping\"\nchecks = [{{ status = [200] }}]\n",
-        server.url()
+    let body = get_scenario(
+        &server.url(),
+        "ping",
+        "/ping",
+        "rate = 50\nduration = \"60s\"",
+        "checks = [{ status = [200] }]\n",
     );
     let file = scenario_file(dir.path(), "long.toml", &body);
     let out = dir.path().join("s.json");
@@ -250,9 +272,12 @@ fn sigint_still_writes_a_partial_summary() {
 fn failed_threshold_exits_1_and_says_which() {
     let server = TestServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[load]\niterations = 5\n[[steps]]\nname = \"missing\"\nmethod = \"GET\"\npath = \"/user/nope\"\n[thresholds]\nrules = [\"error_rate < 1%\", \"p99 < 10s\"]\n",
-        server.url()
+    let body = get_scenario(
+        &server.url(),
+        "missing",
+        "/user/nope",
+        "iterations = 5",
+        "[thresholds]\nrules = [\"error_rate < 1%\", \"p99 < 10s\"]\n",
     );
     let file = scenario_file(dir.path(), "t.toml", &body);
     let out = dir.path().join("s.json");
@@ -279,9 +304,12 @@ fn failed_threshold_exits_1_and_says_which() {
 fn failed_check_exits_1_with_an_example() {
     let server = TestServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[[steps]]\nname = \"get\"\nmethod = \"GET\"\npath = \"/user/x\"\nchecks = [{{ status = [200] }}]\n",
-        server.url()
+    let body = get_scenario(
+        &server.url(),
+        "get",
+        "/user/x",
+        "",
+        "checks = [{ status = [200] }]\n",
     );
     let file = scenario_file(dir.path(), "c.toml", &body);
     let out = dir.path().join("s.json");
@@ -443,9 +471,12 @@ fn https_with_ca_cert_or_insecure_and_a_clear_error_otherwise() {
 fn abort_on_fail_stops_the_run_early() {
     let server = TestServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[load]\nrate = 20\nduration = \"60s\"\n[[steps]]\nname = \"missing\"\nmethod = \"GET\"\npath = \"/user/nope\"\n[thresholds]\nrules = [\"error_rate < 1%\"]\nabort_on_fail = true\nabort_delay = \"1s\"\n",
-        server.url()
+    let body = get_scenario(
+        &server.url(),
+        "missing",
+        "/user/nope",
+        "rate = 20\nduration = \"60s\"",
+        "[thresholds]\nrules = [\"error_rate < 1%\"]\nabort_on_fail = true\nabort_delay = \"1s\"\n",
     );
     let file = scenario_file(dir.path(), "a.toml", &body);
     let out = dir.path().join("s.json");
@@ -482,9 +513,12 @@ fn open_ramp_follows_the_profile() {
     let server = TestServer::start();
     let dir = tempfile::tempdir().unwrap();
     // 0 → 200/s over 2 s (200 iterations), then 200/s for 1 s (200 more).
-    let body = format!(
-        "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[load]\nramp = [{{ target = 200, duration = \"2s\" }}, {{ target = 200, duration = \"1s\" }}]\n[[steps]]\nname = \"ping\"\nmethod = \"GET\"\npath = \"/ping\"\n",
-        server.url()
+    let body = get_scenario(
+        &server.url(),
+        "ping",
+        "/ping",
+        "ramp = [{ target = 200, duration = \"2s\" }, { target = 200, duration = \"1s\" }]",
+        "",
     );
     let file = scenario_file(dir.path(), "r.toml", &body);
     let output = run_bounded(
@@ -514,9 +548,12 @@ fn open_ramp_follows_the_profile() {
 fn closed_model_with_think_time_paces_each_vu() {
     let server = TestServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[load]\nmodel = \"closed\"\nvus = 3\nthink_time = \"100ms\"\nduration = \"2s\"\n[[steps]]\nname = \"ping\"\nmethod = \"GET\"\npath = \"/ping\"\n",
-        server.url()
+    let body = get_scenario(
+        &server.url(),
+        "ping",
+        "/ping",
+        "model = \"closed\"\nvus = 3\nthink_time = \"100ms\"\nduration = \"2s\"",
+        "",
     );
     let file = scenario_file(dir.path(), "c.toml", &body);
     let out = dir.path().join("s.json");
