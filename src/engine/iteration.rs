@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderValue, Request};
 use http_body_util::Full;
 
 use super::client::{Answer, Body, Connection, Connector};
-use crate::metrics::{InvocationRecord, Metrics, WriteRecord};
+use crate::metrics::{InvocationRecord, Metrics, RequestId, WriteRecord};
 use crate::scenario::template::Vars;
 use crate::scenario::{CaptureSource, CheckKind, Expected, Plan, Predicate, Step};
 
@@ -88,13 +88,7 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
             iteration: vu_iteration,
             captures: &vu.captures,
         };
-        // Unique per request and led by the run id, so one quoted filter
-        // pattern finds all of a run's log lines.
-        let correlation_id = plan
-            .verify
-            .correlation_header
-            .as_ref()
-            .map(|_| format!("{}-{}-{}", plan.run_id, due.seq, index));
+        let correlation_id = plan.correlation_id(due.seq, index);
         let mut request = match build_request(
             plan,
             step,
@@ -181,27 +175,17 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
             }
             if cx.record.invocations && reached_function(status) {
                 metrics.records.invocations.push(InvocationRecord {
-                    step: index,
-                    correlation_id: correlation_id.clone(),
+                    step: index as u32,
+                    seq: due.seq,
                     request_id: request_id(&answer),
                 });
             }
             if let (true, false, Some(writes)) = (cx.record.writes, failed, &step.writes) {
-                metrics.records.writes.push(WriteRecord {
-                    step: index,
-                    key: writes
-                        .key
-                        .iter()
-                        .map(|(name, v)| (name.clone(), json_text(&render_expected(v, &vars))))
-                        .collect(),
-                    attributes: writes
-                        .attributes
-                        .iter()
-                        .map(|(name, v)| (name.clone(), render_expected(v, &vars)))
-                        .collect(),
-                    correlation_id: correlation_id.clone(),
-                    request_id: request_id(&answer),
-                });
+                let record =
+                    WriteRecord::new(index as u32, due.seq, request_id(&answer), writes, |t| {
+                        t.render(&vars)
+                    });
+                metrics.records.writes.push(record);
             }
         }
         if !captured_all {
@@ -219,19 +203,13 @@ fn reached_function(status: u16) -> bool {
     (200..500).contains(&status) && status != 403 && status != 429
 }
 
-fn request_id(answer: &Answer) -> Option<String> {
-    answer
-        .headers
-        .get("x-amzn-requestid")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-fn render_expected(expected: &Expected, vars: &Vars<'_>) -> serde_json::Value {
-    match expected {
-        Expected::Text(t) => serde_json::Value::String(t.render(vars)),
-        Expected::Value(v) => v.clone(),
-    }
+fn request_id(answer: &Answer) -> RequestId {
+    RequestId::parse(
+        answer
+            .headers
+            .get("x-amzn-requestid")
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
 /// Which verification records the run keeps.

@@ -8,7 +8,7 @@ pub mod records;
 use hdrhistogram::Histogram;
 
 pub use histogram::{LatencySummary, decode_histogram, encode_histogram, new_histogram};
-pub use records::{InvocationRecord, Records, Reservoir, WriteRecord};
+pub use records::{InvocationRecord, Records, RequestId, Reservoir, WriteRecord, Written};
 
 /// Transport failures, counted apart from HTTP statuses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

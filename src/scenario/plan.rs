@@ -380,6 +380,16 @@ impl Plan {
     pub fn check_count(&self) -> usize {
         self.steps.iter().map(|s| s.checks.len()).sum()
     }
+
+    /// The correlation id sent with iteration `seq`'s request for `step`,
+    /// when the scenario sends one. Unique per request and led by the run id,
+    /// so one quoted filter pattern finds all of a run's log lines.
+    pub fn correlation_id(&self, seq: u64, step: usize) -> Option<String> {
+        self.verify
+            .correlation_header
+            .as_ref()
+            .map(|_| format!("{}-{seq}-{step}", self.run_id))
+    }
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ScalarAttributeType};
 
 use super::aws::describe;
-use crate::metrics::WriteRecord;
+use crate::metrics::Written;
 
 pub const MAX_BATCH: usize = 100;
 const PARALLEL_BATCHES: usize = 4;
@@ -80,14 +80,14 @@ pub async fn describe_table(
 }
 
 /// The DynamoDB key of a record, typed by the table's schema.
-pub fn key_of(record: &WriteRecord, keys: &TableKeys) -> Result<Item, DynamoError> {
+pub fn key_of(written: &Written<'_>, keys: &TableKeys) -> Result<Item, DynamoError> {
     let mut item = HashMap::new();
     for (name, kind) in &keys.types {
-        let value = record
+        let value = written
             .key
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| v.to_string())
             .ok_or_else(|| DynamoError::KeyMismatch {
                 table: keys.table.clone(),
                 name: name.clone(),
@@ -231,9 +231,9 @@ async fn read_batch(
 }
 
 /// Why an item does not hold what the write declared, if it does not.
-pub fn mismatch(item: &Item, expected: &[(String, serde_json::Value)]) -> Option<String> {
+pub fn mismatch(item: &Item, expected: &[(&str, serde_json::Value)]) -> Option<String> {
     for (name, want) in expected {
-        match item.get(name) {
+        match item.get(*name) {
             None => return Some(format!("{name} is missing")),
             Some(got) if !same(got, want) => {
                 return Some(format!("{name} is {} not {want}", show(got)));
@@ -318,19 +318,16 @@ mod tests {
             mismatch(
                 &item,
                 &[
-                    ("Name".into(), serde_json::json!("a")),
-                    ("Age".into(), serde_json::json!(42))
+                    ("Name", serde_json::json!("a")),
+                    ("Age", serde_json::json!(42))
                 ]
             ),
             None
         );
-        assert_eq!(
-            mismatch(&item, &[("Age".into(), serde_json::json!("42"))]),
-            None
-        );
-        assert!(mismatch(&item, &[("Name".into(), serde_json::json!("b"))]).is_some());
+        assert_eq!(mismatch(&item, &[("Age", serde_json::json!("42"))]), None);
+        assert!(mismatch(&item, &[("Name", serde_json::json!("b"))]).is_some());
         assert!(
-            mismatch(&item, &[("Email".into(), serde_json::json!("x"))])
+            mismatch(&item, &[("Email", serde_json::json!("x"))])
                 .unwrap()
                 .contains("missing")
         );

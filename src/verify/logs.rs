@@ -84,15 +84,16 @@ pub async fn group_exists(
     }
 }
 
-/// Every event's message in the window, following all pages.
-pub async fn messages(
+/// Shows `visit` every event's message in the window, following all pages.
+/// A page at a time: a long run's log lines are never all held at once.
+pub async fn scan(
     client: &aws_sdk_cloudwatchlogs::Client,
     pacer: &Pacer,
     group: &str,
     window: &Window,
     pattern: Option<&str>,
-) -> Result<Vec<String>, LogsError> {
-    let mut out = Vec::new();
+    mut visit: impl FnMut(&str),
+) -> Result<(), LogsError> {
     let mut token: Option<String> = None;
     for _ in 0..MAX_PAGES {
         pacer.wait().await;
@@ -109,18 +110,17 @@ pub async fn messages(
                 group: group.to_string(),
                 message: describe(&e),
             })?;
-        out.extend(
-            page.events()
-                .iter()
-                .filter_map(|e| e.message().map(str::to_string)),
-        );
+        page.events()
+            .iter()
+            .filter_map(|e| e.message())
+            .for_each(&mut visit);
         match page.next_token() {
             // Only a missing token ends the listing; an empty page does not.
             Some(next) if !next.is_empty() => token = Some(next.to_string()),
             _ => break,
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The markers that occur in a message, as whole tokens (ids are made of

@@ -6,14 +6,14 @@ pub mod aws;
 pub mod dynamodb;
 pub mod logs;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::error::Error;
-use crate::metrics::{InvocationRecord, Reservoir, WriteRecord};
+use crate::metrics::{InvocationRecord, Reservoir, WriteRecord, Written};
 use crate::scenario::{LogMatch, Plan, Stage};
 use crate::summary::{
     CleanupSummary, DynamoVerify, IsolationVerify, Leak, LogsVerify, VerifySummary,
@@ -124,7 +124,10 @@ impl Verifier {
         if v.dynamodb
             && let Some(keys) = &self.own_table
         {
-            summary.dynamodb = Some(self.verify_table(keys, &writes, written, v.settle).await?);
+            summary.dynamodb = Some(
+                self.verify_table(plan, keys, &writes, written, v.settle)
+                    .await?,
+            );
         }
         if v.logs {
             summary.logs = Some(self.verify_logs(plan, &invocations, &window).await?);
@@ -138,7 +141,7 @@ impl Verifier {
         if v.cleanup
             && let Some(keys) = &self.own_table
         {
-            summary.cleanup = Some(self.cleanup(keys, &writes).await);
+            summary.cleanup = Some(self.cleanup(plan, keys, &writes).await);
         }
         summary.api_calls = BTreeMap::from([
             (
@@ -159,6 +162,7 @@ impl Verifier {
 
     async fn verify_table(
         &self,
+        plan: &Plan,
         keys: &TableKeys,
         writes: &[WriteRecord],
         written: u64,
@@ -168,7 +172,8 @@ impl Verifier {
         // together; a sorted vector costs far less than a map of items.
         let mut keyed = Vec::with_capacity(writes.len());
         for record in writes {
-            let key = dynamodb::key_of(record, keys).map_err(|e| Error::Usage(e.to_string()))?;
+            let key = dynamodb::key_of(&read_write(plan, record), keys)
+                .map_err(|e| Error::Usage(e.to_string()))?;
             keyed.push((dynamodb::key_text(&key), record));
         }
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
@@ -185,7 +190,7 @@ impl Verifier {
         // held, however many writes were recorded.
         let mut missing = Vec::new();
         for chunk in groups.chunks(READ_CHUNK) {
-            missing.extend(self.read_and_judge(keys, chunk, &mut result).await?);
+            missing.extend(self.read_and_judge(plan, keys, chunk, &mut result).await?);
         }
         // Re-check what is still missing until the settle window closes:
         // a write can become visible a little after it was acknowledged.
@@ -197,7 +202,7 @@ impl Verifier {
             .await;
             let mut still = Vec::new();
             for chunk in missing.chunks(READ_CHUNK) {
-                still.extend(self.read_and_judge(keys, chunk, &mut result).await?);
+                still.extend(self.read_and_judge(plan, keys, chunk, &mut result).await?);
             }
             missing = still;
         }
@@ -206,7 +211,7 @@ impl Verifier {
             if result.examples.len() < EXAMPLES {
                 result
                     .examples
-                    .push(format!("missing {}{}", group[0].0, via(group[0].1)));
+                    .push(format!("missing {}{}", group[0].0, via(plan, group[0].1)));
             }
         }
         Ok(result)
@@ -222,7 +227,7 @@ impl Verifier {
         let mode = plan.verify.log_match;
         let started = Instant::now();
         let deadline = started + plan.verify.logs_deadline;
-        let markers = markers(invocations, mode);
+        let markers = markers(plan, invocations, mode);
         let pattern = run_pattern(plan);
         let mut seen: HashSet<String> = HashSet::new();
         let mut pause = Duration::from_millis(500);
@@ -231,7 +236,7 @@ impl Verifier {
                 self.markers_found(group, window, pattern.as_deref(), &markers)
                     .await?,
             );
-            let all = invocations.iter().all(|i| is_found(i, &seen, mode));
+            let all = invocations.iter().all(|i| is_found(plan, i, &seen, mode));
             if all || Instant::now() >= deadline {
                 break;
             }
@@ -239,40 +244,35 @@ impl Verifier {
             tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
             pause = (pause * 2).min(Duration::from_secs(5));
         }
-        let starts = logs::messages(
+        let mut starts = 0;
+        logs::scan(
             &self.clients.logs,
             &self.pacer,
             group,
             window,
             Some("\"START RequestId\""),
+            |m| starts += u64::from(logs::is_invocation_start(m)),
         )
         .await
         .map_err(|e| Error::Aws(e.to_string()))?;
         let mut result = LogsVerify {
             log_group: group.clone(),
             checked: invocations.len() as u64,
-            invocations: starts
-                .iter()
-                .filter(|m| logs::is_invocation_start(m))
-                .count() as u64,
+            invocations: starts,
             waited_s: started.elapsed().as_secs_f64(),
             ..LogsVerify::default()
         };
         for invocation in invocations {
-            if is_found(invocation, &seen, mode) {
+            if is_found(plan, invocation, &seen, mode) {
                 result.found += 1;
             } else {
                 result.missing += 1;
                 if result.examples.len() < EXAMPLES {
-                    let id = invocation
-                        .correlation_id
-                        .as_deref()
-                        .or(invocation.request_id.as_deref())
-                        .unwrap_or("?");
+                    let id = marker_text(plan, invocation).unwrap_or_else(|| "?".into());
                     result.examples.push(format!(
                         "no log line for {id} (step {})",
                         plan.steps
-                            .get(invocation.step)
+                            .get(invocation.step as usize)
                             .map_or("?", |s| s.name.as_str())
                     ));
                 }
@@ -290,38 +290,45 @@ impl Verifier {
         window: &Window,
     ) -> Result<IsolationVerify, Error> {
         let mut leaks = Vec::new();
-        let markers = markers(invocations, plan.verify.log_match);
+        let markers = markers(plan, invocations, plan.verify.log_match);
         let pattern = run_pattern(plan);
         let own = &plan.stage.name;
         for (other, keys) in &self.other_tables {
             if !writes.is_empty() {
-                let mut wanted = Vec::new();
-                for record in writes {
-                    wanted.push(
-                        dynamodb::key_of(record, keys).map_err(|e| Error::Usage(e.to_string()))?,
-                    );
+                // A chunk at a time, as for the stage's own table: only one
+                // chunk of keys and items is held at once.
+                let mut ours: BTreeSet<String> = BTreeSet::new();
+                for chunk in writes.chunks(READ_CHUNK) {
+                    let mut wanted = Vec::with_capacity(chunk.len());
+                    for record in chunk {
+                        wanted.push(
+                            dynamodb::key_of(&read_write(plan, record), keys)
+                                .map_err(|e| Error::Usage(e.to_string()))?,
+                        );
+                    }
+                    let found = dynamodb::read_items(
+                        &self.clients.dynamodb,
+                        &keys.table,
+                        &wanted,
+                        &self.batch_calls,
+                    )
+                    .await
+                    .map_err(|e| Error::Aws(e.to_string()))?;
+                    drop(wanted);
+                    // Only what this run wrote counts: the item must hold our attributes.
+                    for record in chunk {
+                        let write = read_write(plan, record);
+                        let Ok(key) = dynamodb::key_of(&write, keys) else {
+                            continue;
+                        };
+                        let key = dynamodb::key_text(&key);
+                        if let Some(item) = found.get(&key)
+                            && dynamodb::mismatch(item, &write.attributes).is_none()
+                        {
+                            ours.insert(key);
+                        }
+                    }
                 }
-                let found = dynamodb::read_items(
-                    &self.clients.dynamodb,
-                    &keys.table,
-                    &wanted,
-                    &self.batch_calls,
-                )
-                .await
-                .map_err(|e| Error::Aws(e.to_string()))?;
-                // Only what this run wrote counts: the item must hold our attributes.
-                let ours: Vec<&String> = writes
-                    .iter()
-                    .filter_map(|r| {
-                        let key = dynamodb::key_text(&dynamodb::key_of(r, keys).ok()?);
-                        let item = found.get(&key)?;
-                        dynamodb::mismatch(item, &r.attributes)
-                            .is_none()
-                            .then_some(found.get_key_value(&key)?.0)
-                    })
-                    .collect::<HashSet<_>>()
-                    .into_iter()
-                    .collect();
                 if !ours.is_empty() {
                     let of = writes.len() as u64;
                     let count = ours.len() as u64;
@@ -330,7 +337,7 @@ impl Verifier {
                         resource: format!("table {}", keys.table),
                         count,
                         of,
-                        examples: ours.iter().take(EXAMPLES).map(|k| k.to_string()).collect(),
+                        examples: ours.iter().take(EXAMPLES).cloned().collect(),
                         message: format!(
                             "{count} of {of} writes sent to stage {own} are in table {} (stage {}){}",
                             keys.table,
@@ -347,7 +354,7 @@ impl Verifier {
                     .await?;
                 let leaked: Vec<&InvocationRecord> = invocations
                     .iter()
-                    .filter(|i| is_found(i, &hits, LogMatch::Either))
+                    .filter(|i| is_found(plan, i, &hits, LogMatch::Either))
                     .collect();
                 if !leaked.is_empty() {
                     let (count, of) = (leaked.len() as u64, invocations.len() as u64);
@@ -356,7 +363,7 @@ impl Verifier {
                         resource: format!("log group {group}"),
                         count,
                         of,
-                        examples: leaked.iter().take(EXAMPLES).filter_map(|i| i.correlation_id.clone().or(i.request_id.clone())).collect(),
+                        examples: leaked.iter().take(EXAMPLES).filter_map(|i| marker_text(plan, i)).collect(),
                         message: format!("{count} of {of} requests sent to stage {own} were logged by {group} (stage {})", other.name),
                     });
                 }
@@ -377,14 +384,17 @@ impl Verifier {
     /// groups whose item is not there (yet).
     async fn read_and_judge<'a>(
         &self,
+        plan: &Plan,
         keys: &TableKeys,
         chunk: &[&'a [(String, &'a WriteRecord)]],
         result: &mut DynamoVerify,
     ) -> Result<Vec<&'a [(String, &'a WriteRecord)]>, Error> {
         let mut wanted = Vec::with_capacity(chunk.len());
         for group in chunk {
-            wanted
-                .push(dynamodb::key_of(group[0].1, keys).map_err(|e| Error::Usage(e.to_string()))?);
+            wanted.push(
+                dynamodb::key_of(&read_write(plan, group[0].1), keys)
+                    .map_err(|e| Error::Usage(e.to_string()))?,
+            );
         }
         let found = dynamodb::read_items(
             &self.clients.dynamodb,
@@ -397,7 +407,12 @@ impl Verifier {
         let mut missing = Vec::new();
         for group in chunk {
             match found.get(&group[0].0) {
-                Some(item) => judge(&group[0].0, item, group.iter().map(|(_, r)| *r), result),
+                Some(item) => judge(
+                    &group[0].0,
+                    item,
+                    group.iter().map(|(_, r)| read_write(plan, r)),
+                    result,
+                ),
                 None => missing.push(*group),
             }
         }
@@ -412,26 +427,42 @@ impl Verifier {
         pattern: Option<&str>,
         markers: &HashSet<String>,
     ) -> Result<HashSet<String>, Error> {
-        let messages = logs::messages(&self.clients.logs, &self.pacer, group, window, pattern)
-            .await
-            .map_err(|e| Error::Aws(e.to_string()))?;
-        Ok(messages
-            .iter()
-            .flat_map(|m| logs::markers_in(m, markers))
-            .map(str::to_string)
-            .collect())
+        let mut found = HashSet::new();
+        logs::scan(
+            &self.clients.logs,
+            &self.pacer,
+            group,
+            window,
+            pattern,
+            |m| {
+                for marker in logs::markers_in(m, markers) {
+                    if !found.contains(marker) {
+                        found.insert(marker.to_string());
+                    }
+                }
+            },
+        )
+        .await
+        .map_err(|e| Error::Aws(e.to_string()))?;
+        Ok(found)
     }
 
     /// Deletes exactly the items this run wrote, by key, and only while they
     /// still hold what the run wrote.
-    async fn cleanup(&self, keys: &TableKeys, writes: &[WriteRecord]) -> CleanupSummary {
+    async fn cleanup(
+        &self,
+        plan: &Plan,
+        keys: &TableKeys,
+        writes: &[WriteRecord],
+    ) -> CleanupSummary {
         let mut summary = CleanupSummary {
             table: keys.table.clone(),
             ..CleanupSummary::default()
         };
         let mut done = HashSet::new();
         for record in writes.iter().rev() {
-            let Ok(key) = dynamodb::key_of(record, keys) else {
+            let record = read_write(plan, record);
+            let Ok(key) = dynamodb::key_of(&record, keys) else {
                 summary.failed += 1;
                 continue;
             };
@@ -452,7 +483,7 @@ impl Verifier {
             for (i, (name, value)) in record.attributes.iter().enumerate() {
                 if let Some(value) = attribute_value(value) {
                     request = request
-                        .expression_attribute_names(format!("#a{i}"), name)
+                        .expression_attribute_names(format!("#a{i}"), *name)
                         .expression_attribute_values(format!(":a{i}"), value);
                     conditions.push(format!("#a{i} = :a{i}"));
                 }
@@ -481,7 +512,7 @@ impl Verifier {
 fn judge<'a>(
     key: &str,
     item: &Item,
-    records: impl Iterator<Item = &'a WriteRecord>,
+    records: impl Iterator<Item = Written<'a>>,
     result: &mut DynamoVerify,
 ) {
     let mut first_problem = None;
@@ -514,12 +545,34 @@ fn attribute_value(value: &serde_json::Value) -> Option<AttributeValue> {
     }
 }
 
-fn via(record: &WriteRecord) -> String {
-    match (&record.correlation_id, &record.request_id) {
+/// A recorded write with its step's names and constants.
+fn read_write<'a>(plan: &'a Plan, record: &'a WriteRecord) -> Written<'a> {
+    match plan
+        .steps
+        .get(record.step as usize)
+        .and_then(|s| s.writes.as_ref())
+    {
+        Some(writes) => record.read(writes),
+        // Only steps that declare writes record them.
+        None => Written::default(),
+    }
+}
+
+fn via(plan: &Plan, record: &WriteRecord) -> String {
+    match (
+        plan.correlation_id(record.seq, record.step as usize),
+        record.request_id.text(),
+    ) {
         (Some(c), _) => format!(" (request {c})"),
         (None, Some(r)) => format!(" (x-amzn-RequestId {r})"),
         _ => String::new(),
     }
+}
+
+/// How a request shows in examples: its correlation id, else API Gateway's.
+fn marker_text(plan: &Plan, invocation: &InvocationRecord) -> Option<String> {
+    plan.correlation_id(invocation.seq, invocation.step as usize)
+        .or_else(|| invocation.request_id.text())
 }
 
 fn window(evidence: &Evidence) -> Window {
@@ -542,35 +595,38 @@ fn run_pattern(plan: &Plan) -> Option<String> {
     }
 }
 
-fn markers(invocations: &[InvocationRecord], mode: LogMatch) -> HashSet<String> {
+fn markers(plan: &Plan, invocations: &[InvocationRecord], mode: LogMatch) -> HashSet<String> {
     let mut set = HashSet::new();
     for i in invocations {
         if mode != LogMatch::RequestId
-            && let Some(c) = &i.correlation_id
+            && let Some(c) = plan.correlation_id(i.seq, i.step as usize)
         {
-            set.insert(c.clone());
+            set.insert(c);
         }
         if mode != LogMatch::CorrelationId
-            && let Some(r) = &i.request_id
+            && let Some(r) = i.request_id.text()
         {
-            set.insert(r.clone());
+            set.insert(r);
         }
     }
     set
 }
 
-fn is_found(invocation: &InvocationRecord, seen: &HashSet<String>, mode: LogMatch) -> bool {
+fn is_found(
+    plan: &Plan,
+    invocation: &InvocationRecord,
+    seen: &HashSet<String>,
+    mode: LogMatch,
+) -> bool {
     let by_correlation = || {
-        invocation
-            .correlation_id
-            .as_ref()
-            .is_some_and(|c| seen.contains(c))
+        plan.correlation_id(invocation.seq, invocation.step as usize)
+            .is_some_and(|c| seen.contains(&c))
     };
     let by_request = || {
         invocation
             .request_id
-            .as_ref()
-            .is_some_and(|r| seen.contains(r))
+            .text()
+            .is_some_and(|r| seen.contains(&r))
     };
     match mode {
         LogMatch::CorrelationId => by_correlation(),

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Memory over a long open-model run with write recording on: moto, the sandbox
+# answering from memory (--no-backend), and scenarios/user-crud.toml at RATE
+# iterations/s (two requests each, one recorded write and two invocations per
+# iteration). Prints RSS every minute, the traffic phase's slope after the
+# first minute, and the peak (VmHWM, which includes verification).
+#
+#   benches/memory.sh [RATE] [DURATION]      # default 5000 10m
+#
+# Needs .venv with moto (run scripts/test once) and python3. All on 127.0.0.1.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+rate="${1:-5000}"
+duration="${2:-10m}"
+work="$(mktemp -d "${TMPDIR:-/tmp}/stagecheck-memory.XXXXXX")"
+moto_pid=""
+sandbox_pid=""
+
+cleanup() {
+    [ -n "$sandbox_pid" ] && kill "$sandbox_pid" 2>/dev/null || true
+    [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+[ -x .venv/bin/moto_server ] || { echo "no .venv/bin/moto_server: run scripts/test once" >&2; exit 2; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+cargo build --release --locked -q
+bin="${CARGO_TARGET_DIR:-$root/target}/release/stagecheck"
+
+moto_port="$(free_port)"
+.venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
+moto_pid=$!
+for _ in $(seq 1 100); do
+    python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$moto_port/moto-api/data.json', timeout=1)" 2>/dev/null && break
+    sleep 0.2
+done
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+"$bin" sandbox --aws-endpoint "http://127.0.0.1:$moto_port" --listen 127.0.0.1:0 --no-backend \
+    >"$work/sandbox.out" 2>"$work/sandbox.log" &
+sandbox_pid=$!
+for _ in $(seq 1 300); do
+    grep -q "sandbox listening on" "$work/sandbox.out" 2>/dev/null && break
+    sleep 0.1
+done
+base="$(sed -n 's/^sandbox listening on //p' "$work/sandbox.out" | head -n 1)"
+[ -n "$base" ] || { cat "$work/sandbox.log" >&2; exit 3; }
+
+# --no-backend stores nothing, so verification finds every write missing: the
+# run exits 1 by design; what is measured is the memory, including verification.
+"$bin" run scenarios/user-crud.toml --base-url "$base/{stage}" --aws-endpoint "http://127.0.0.1:$moto_port" \
+    --rate "$rate" --duration "$duration" --max-vus 512 --logs-deadline 1s -q -o "$work/summary.json" \
+    >/dev/null 2>"$work/run.log" &
+run_pid=$!
+start=$(date +%s)
+: >"$work/rss"
+while kill -0 "$run_pid" 2>/dev/null; do
+    rss="$(awk '/^VmRSS/ {print $2}' "/proc/$run_pid/status" 2>/dev/null || true)"
+    hwm="$(awk '/^VmHWM/ {print $2}' "/proc/$run_pid/status" 2>/dev/null || true)"
+    [ -n "$rss" ] && echo "$(( $(date +%s) - start )) $rss $hwm" >>"$work/rss"
+    sleep 1
+done
+wait "$run_pid" || true
+
+python3 - "$work/rss" "$work/summary.json" "$rate" "$duration" <<'PY'
+import json, sys
+rows = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 3]
+s = json.load(open(sys.argv[2]))
+v = s.get("verify") or {}
+print(f"open model {sys.argv[3]} it/s for {sys.argv[4]}, write recording on; "
+      f"{s['totals']['requests']} requests, dropped {s['totals']['dropped_iterations']}")
+d = v.get("dynamodb")
+if d:
+    print(f"  table {d['table']}: written {d['written']}, recorded {d['recorded']}, "
+          f"BatchGetItem calls {v.get('api_calls', {}).get('BatchGetItem', 0)}")
+traffic_end = int(s["duration_s"])
+print("| t | RSS MB |")
+print("| --- | --- |")
+shown = [r for r in rows if r[0] % 60 == 0 and r[0] > 0]
+for t, rss, _ in shown:
+    print(f"| {t // 60} min | {rss / 1000:.1f} |")
+traffic = [r for r in rows if 60 <= r[0] <= traffic_end]
+if len(traffic) > 2:
+    n = len(traffic)
+    xs = [r[0] / 60 for r in traffic]; ys = [r[1] / 1000 for r in traffic]
+    mx, my = sum(xs) / n, sum(ys) / n
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / max(1e-9, sum((x - mx) ** 2 for x in xs))
+    print(f"traffic phase after 1 min: {min(ys):.1f}-{max(ys):.1f} MB, slope {slope:+.2f} MB/min")
+if rows:
+    print(f"peak RSS (VmHWM, with verification): {rows[-1][2] / 1000:.1f} MB = {rows[-1][2] / 1024:.1f} MiB")
+PY
