@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::HeaderValue;
-use stagecheck::engine::iteration::build_request;
+use stagecheck::engine::iteration::{PreparedRequest, build_request};
 use stagecheck::engine::schedule::ArrivalSchedule;
 use stagecheck::metrics::{Metrics, StepMetrics, new_histogram};
 use stagecheck::scenario::template::Vars;
@@ -34,6 +34,10 @@ capture = { user_id = { json = "Id" } }
 name = "get_user"
 method = "GET"
 path = "/user/{{user_id}}"
+[[steps]]
+name = "health"
+method = "GET"
+path = "/health"
 "#;
 
 fn benches(c: &mut Criterion) {
@@ -41,6 +45,11 @@ fn benches(c: &mut Criterion) {
         stagecheck::scenario::parse(Path::new("bench.toml"), SCENARIO, &Overrides::default())
             .expect("scenario");
     let agent = HeaderValue::from_static("stagecheck-bench");
+    let prepared: Vec<PreparedRequest> = plan
+        .steps
+        .iter()
+        .map(|step| PreparedRequest::new(&plan, step, &agent))
+        .collect();
     let captures = vec![Some("5f0c3f3e-1b7e-4c3e-9a57-2b0f2a4f0e11".to_string())];
     let vars = Vars {
         uuid: "5f0c3f3e-1b7e-4c3e-9a57-2b0f2a4f0e11",
@@ -56,8 +65,8 @@ fn benches(c: &mut Criterion) {
             black_box(build_request(
                 &plan,
                 &plan.steps[0],
+                &prepared[0],
                 black_box(&vars),
-                &agent,
                 Some("sc1-12345-0"),
             ))
         })
@@ -67,8 +76,20 @@ fn benches(c: &mut Criterion) {
             black_box(build_request(
                 &plan,
                 &plan.steps[1],
+                &prepared[1],
                 black_box(&vars),
-                &agent,
+                None,
+            ))
+        })
+    });
+
+    c.bench_function("render static GET request", |b| {
+        b.iter(|| {
+            black_box(build_request(
+                &plan,
+                &plan.steps[2],
+                &prepared[2],
+                black_box(&vars),
                 None,
             ))
         })

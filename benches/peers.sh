@@ -4,6 +4,7 @@
 #
 #   benches/peers.sh [ROUNDS] [SECONDS]        # default 3 rounds of 8 s
 #   THREADS=2 benches/peers.sh                 # threads per tool (default 1)
+#   PARTS="closed open" benches/peers.sh       # some of: closed open co memory
 #
 # Needs: nginx, wrk and hey from Debian (apt-get install nginx-light wrk hey),
 # oha from crates.io (cargo install oha; skipped when absent), python3.
@@ -16,6 +17,7 @@ rounds="${1:-3}"
 secs="${2:-8}"
 conns=64
 threads="${THREADS:-1}"
+parts=" ${PARTS:-closed open co memory} "
 work="$(mktemp -d "${TMPDIR:-/tmp}/stagecheck-peers.XXXXXX")"
 nginx_pid_file="$work/nginx.pid"
 sandbox_pid=""
@@ -76,6 +78,7 @@ wrk_rps() { wrk -t"$threads" -c"$conns" -d"${secs}s" "$url" | awk '/Requests\/se
 hey_rps() { GOMAXPROCS="$threads" hey -z "${secs}s" -c "$conns" "$url" | awk '/Requests\/sec/ {printf "%d\n", $2}'; }
 oha_rps() { TOKIO_WORKER_THREADS="$threads" "$oha" -z "${secs}s" -c "$conns" --no-tui --output-format json "$url" >"$work/oha.json"; json_field "$work/oha.json" "round(d['summary']['requestsPerSec'])"; }
 
+if [[ "$parts" == *" closed "* ]]; then
 tools=(stagecheck wrk hey)
 [ -n "$oha" ] && tools+=(oha)
 declare -A results
@@ -97,7 +100,9 @@ for tool in "${tools[@]}"; do
     ratio="$(python3 -c "print(f'{$sc/$m:.2f}')")"
     echo "| $tool | $m | $ratio |"
 done
+fi
 
+if [[ "$parts" == *" open "* ]]; then
 echo
 echo "open model: achieved rate and scheduling lateness (stagecheck, 5 s each, 2 threads)"
 echo "| target it/s | achieved req/s | error | schedule lag p99 | dropped |"
@@ -106,7 +111,9 @@ for rate in 100 1000 5000 20000; do
     "$bin" run "$work/closed.toml" --rate "$rate" --duration 5s --max-vus 256 -q -o "$work/o.json" >/dev/null || true
     json_field "$work/o.json" "'| $rate | %d | %+.2f %% | %.2f ms | %d |' % (d['totals']['requests']/5.0, (d['totals']['requests']/5.0/$rate-1)*100, d['totals']['schedule_lag_ms']['p99'], d['totals']['dropped_iterations'])"
 done
+fi
 
+if [[ "$parts" == *" co "* ]]; then
 echo
 echo "coordinated omission: the sandbox (--no-backend) holds every answer between 2 s and 3 s once; 200 requests/s for 6 s"
 echo "analytic truth: p90 ≈ 400 ms, p99 ≈ 940 ms"
@@ -155,7 +162,10 @@ if [ -x .venv/bin/moto_server ]; then
 else
     echo "  (skipped: run scripts/test once to create .venv with moto)"
 fi
+fi
 
+if [[ "$parts" == *" memory "* ]]; then
 echo
-echo "memory: peak RSS of a 20 s open-model run at 5000 it/s"
+echo "memory: peak RSS of a 20 s open-model run at 5000 it/s (benches/memory.sh: long runs with recording)"
 /usr/bin/time -f "  peak RSS %M KiB" "$bin" run "$work/closed.toml" --rate 5000 --duration 20s -q -o "$work/m.json" 2>&1 >/dev/null | tail -1 || true
+fi

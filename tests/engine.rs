@@ -572,3 +572,51 @@ fn closed_model_with_think_time_paces_each_vu() {
     assert!((48..=63).contains(&n), "server saw {n}");
     assert_eq!(read_json(&out)["model"], "closed");
 }
+
+#[test]
+fn a_request_past_its_timeout_is_a_timeout_error_and_the_vu_goes_on() {
+    // Answers due between 1 s and 2 s after the first request wait until 2 s;
+    // with a 300 ms timeout each VU gives up about three times, reconnects,
+    // and succeeds again once the stall is over.
+    let server = TestServer::with_stall(Stall {
+        after: Duration::from_secs(1),
+        hold: Duration::from_secs(1),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let body = get_scenario(
+        &server.url(),
+        "ping",
+        "/ping",
+        "model = \"closed\"\nvus = 4\nduration = \"3500ms\"",
+        "timeout = \"300ms\"\n[thresholds]\nrules = [\"error_rate < 100%\"]",
+    );
+    let file = scenario_file(dir.path(), "timeout.toml", &body);
+    let out = dir.path().join("s.json");
+    let output = run_bounded(
+        stagecheck()
+            .arg("run")
+            .arg(&file)
+            .arg("-o")
+            .arg(&out)
+            .arg("-q"),
+        Duration::from_secs(30),
+    );
+    assert!(output.status.code().is_some(), "{}", text(&output.stderr));
+    let summary = read_json(&out);
+    let step = &summary["steps"][0];
+    let timeouts = step["errors"]["timeout"].as_u64().unwrap();
+    assert!((8..=20).contains(&timeouts), "timeouts {timeouts}");
+    assert_eq!(step["failed"].as_u64().unwrap(), timeouts);
+    // Each timed-out request gave up at its own deadline, not a later one.
+    let max = step["latency_ms"]["max"].as_f64().unwrap();
+    assert!((300.0..450.0).contains(&max), "max latency {max} ms");
+    // Requests after the stall were answered: the VUs reconnected.
+    let first = server.seen()[0].at;
+    let late = server
+        .seen()
+        .iter()
+        .filter(|s| s.at.duration_since(first) > Duration::from_millis(2300))
+        .count();
+    assert!(late > 20, "{late} requests after the stall");
+    assert!(step["requests"].as_u64().unwrap() > timeouts + 20);
+}

@@ -3,8 +3,9 @@
 //! connection lookup). Plain TCP or TLS, resolved and configured once per run.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
@@ -13,6 +14,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 use tokio_rustls::TlsConnector;
 
 use crate::metrics::TransportError;
@@ -242,88 +244,129 @@ pub struct Answer {
 pub struct Connection {
     sender: Option<SendRequest<Body>>,
     vu: u64,
+    /// One timer per VU, moved only when it fires: registering a fresh timer
+    /// for every request costs more than the rest of the VU's own work.
+    watchdog: Pin<Box<Sleep>>,
 }
 
 impl Connection {
     pub fn new(vu: u64) -> Connection {
-        Connection { sender: None, vu }
+        Connection {
+            sender: None,
+            vu,
+            watchdog: Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
+                far_future(),
+            ))),
+        }
     }
 
-    /// Sends and reads the whole answer within `timeout`, connecting first
-    /// when needed.
+    /// Sends and reads the whole answer by `deadline`, connecting first when
+    /// needed.
     pub async fn send(
         &mut self,
         connector: &Connector,
         request: Request<Body>,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<Answer, TransportError> {
-        match tokio::time::timeout(timeout, self.exchange(connector, request)).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        // The watchdog may be set for an earlier request's deadline; when it
+        // fires early it is moved to this one. Only a later one must be moved now.
+        if self.watchdog.deadline() > deadline {
+            self.watchdog.as_mut().reset(deadline);
+        }
+        let outcome = {
+            let mut watchdog = self.watchdog.as_mut();
+            let exchange = exchange(&mut self.sender, self.vu, connector, request);
+            tokio::pin!(exchange);
+            loop {
+                tokio::select! {
+                    biased;
+                    outcome = &mut exchange => break Some(outcome),
+                    () = &mut watchdog => {
+                        if tokio::time::Instant::now() >= deadline {
+                            break None;
+                        }
+                        watchdog.as_mut().reset(deadline);
+                    }
+                }
+            }
+        };
+        match outcome {
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(e)) => {
                 self.sender = None;
                 Err(e)
             }
-            Err(_) => {
+            None => {
                 // The connection is mid-exchange; it cannot be reused.
                 self.sender = None;
                 Err(TransportError::Timeout)
             }
         }
     }
+}
 
-    async fn exchange(
-        &mut self,
-        connector: &Connector,
-        request: Request<Body>,
-    ) -> Result<Answer, TransportError> {
-        let mut request = request;
-        // One retry, only when the request provably never left: the server
-        // closed an idle keep-alive connection under us.
-        for attempt in 0..2 {
-            let sender = self.ready(connector).await?;
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    let (parts, body) = response.into_parts();
-                    let body = body
-                        .collect()
-                        .await
-                        .map_err(|_| TransportError::Io)?
-                        .to_bytes();
-                    return Ok(Answer {
-                        status: parts.status,
-                        headers: parts.headers,
-                        body,
-                    });
-                }
-                Err(mut e) => {
-                    self.sender = None;
-                    match e.take_message() {
-                        Some(unsent) if attempt == 0 => request = unsent,
-                        _ => return Err(TransportError::Io),
-                    }
+fn far_future() -> Instant {
+    // About 30 years, as tokio's own "never"; `checked_add` keeps it total.
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(86_400 * 365 * 30))
+        .unwrap_or(now)
+}
+
+async fn exchange(
+    sender: &mut Option<SendRequest<Body>>,
+    vu: u64,
+    connector: &Connector,
+    request: Request<Body>,
+) -> Result<Answer, TransportError> {
+    let mut request = request;
+    // One retry, only when the request provably never left: the server
+    // closed an idle keep-alive connection under us.
+    for attempt in 0..2 {
+        let ready = ready(sender, vu, connector).await?;
+        match ready.try_send_request(request).await {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map_err(|_| TransportError::Io)?
+                    .to_bytes();
+                return Ok(Answer {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                });
+            }
+            Err(mut e) => {
+                *sender = None;
+                match e.take_message() {
+                    Some(unsent) if attempt == 0 => request = unsent,
+                    _ => return Err(TransportError::Io),
                 }
             }
         }
-        Err(TransportError::Io)
     }
+    Err(TransportError::Io)
+}
 
-    async fn ready(
-        &mut self,
-        connector: &Connector,
-    ) -> Result<&mut SendRequest<Body>, TransportError> {
-        if let Some(sender) = &mut self.sender
-            && sender.ready().await.is_err()
-        {
-            self.sender = None;
-        }
-        if self.sender.is_none() {
-            self.sender = Some(
-                connector
-                    .connect(self.vu)
-                    .await
-                    .map_err(|_| TransportError::Connect)?,
-            );
-        }
-        self.sender.as_mut().ok_or(TransportError::Connect)
+async fn ready<'a>(
+    sender: &'a mut Option<SendRequest<Body>>,
+    vu: u64,
+    connector: &Connector,
+) -> Result<&'a mut SendRequest<Body>, TransportError> {
+    if let Some(open) = sender
+        && open.ready().await.is_err()
+    {
+        *sender = None;
     }
+    if sender.is_none() {
+        *sender = Some(
+            connector
+                .connect(vu)
+                .await
+                .map_err(|_| TransportError::Connect)?,
+        );
+    }
+    sender.as_mut().ok_or(TransportError::Connect)
 }

@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST, USER_AGENT};
-use http::{HeaderMap, HeaderValue, Request};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
 use http_body_util::Full;
 
 use super::client::{Answer, Body, Connection, Connector};
 use crate::metrics::{InvocationRecord, Metrics, RequestId, WriteRecord};
-use crate::scenario::template::Vars;
+use crate::scenario::template::{Template, Vars};
 use crate::scenario::{CaptureSource, CheckKind, Expected, Plan, Predicate, Step};
 
 /// An iteration due to start.
@@ -61,7 +61,8 @@ pub struct IterationContext<'a> {
     pub connector: &'a Connector,
     pub metrics: &'a RefCell<Metrics>,
     pub check_offsets: &'a [usize],
-    pub user_agent: &'a HeaderValue,
+    /// One per step.
+    pub prepared: &'a [PreparedRequest],
     pub record: RecordWhat,
 }
 
@@ -92,8 +93,8 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
         let mut request = match build_request(
             plan,
             step,
+            &cx.prepared[index],
             &request_vars,
-            cx.user_agent,
             correlation_id.as_deref(),
         ) {
             Some(r) => r,
@@ -113,7 +114,7 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
         let sent = Instant::now();
         let result = vu
             .connection
-            .send(cx.connector, request, step.timeout)
+            .send(cx.connector, request, sent + step.timeout)
             .await;
         let done = Instant::now();
         let latency_us = micros(done - step_due);
@@ -241,15 +242,66 @@ fn json_text(value: &serde_json::Value) -> String {
     }
 }
 
-pub fn build_request(
-    plan: &Plan,
-    step: &Step,
-    vars: &Vars<'_>,
-    user_agent: &HeaderValue,
-    correlation_id: Option<&str>,
-) -> Option<Request<Body>> {
-    let mut uri = String::with_capacity(64);
-    step.path.render_into(vars, &mut uri);
+/// What of a step's request is the same every time, built once per worker:
+/// rendering and validating it per request is most of the client's own cost
+/// on a fast target.
+#[derive(Debug, Clone)]
+pub struct PreparedRequest {
+    /// Path and query, when no template in them varies.
+    uri: Option<Uri>,
+    /// Host, User-Agent, the default Content-Type and every header whose
+    /// value is fixed; cloned per request.
+    headers: HeaderMap,
+    /// Headers rendered per request; the last of a name wins, as when written.
+    rendered_headers: Vec<(HeaderName, Template)>,
+}
+
+impl PreparedRequest {
+    pub fn new(plan: &Plan, step: &Step, user_agent: &HeaderValue) -> PreparedRequest {
+        let static_path = step.path.is_static() && step.query.iter().all(|(_, v)| v.is_static());
+        let uri = static_path
+            .then(|| {
+                let mut text = String::new();
+                render_path(step, &Vars::empty(), &mut text);
+                Uri::try_from(text).ok()
+            })
+            .flatten();
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, plan.target.host_header.clone());
+        headers.insert(USER_AGENT, user_agent.clone());
+        // Later headers replace earlier ones of the same name (step over plan).
+        let mut last: Vec<(&HeaderName, &Template)> = Vec::new();
+        for (name, template) in plan.headers.iter().chain(&step.headers) {
+            last.retain(|(n, _)| *n != name);
+            last.push((name, template));
+        }
+        if step.body.is_some() && !last.iter().any(|(n, _)| *n == CONTENT_TYPE) {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let mut rendered_headers = Vec::new();
+        for (name, template) in last {
+            let fixed = template
+                .is_static()
+                .then(|| HeaderValue::from_str(&template.render(&Vars::empty())).ok())
+                .flatten();
+            match fixed {
+                Some(value) => {
+                    headers.insert(name.clone(), value);
+                }
+                // Rendered per request; an invalid value then fails that request.
+                None => rendered_headers.push((name.clone(), template.clone())),
+            }
+        }
+        PreparedRequest {
+            uri,
+            headers,
+            rendered_headers,
+        }
+    }
+}
+
+fn render_path(step: &Step, vars: &Vars<'_>, uri: &mut String) {
+    step.path.render_into(vars, uri);
     for (i, (key, value)) in step.query.iter().enumerate() {
         uri.push(if i == 0 && !uri.contains('?') {
             '?'
@@ -258,36 +310,50 @@ pub fn build_request(
         });
         uri.push_str(key);
         uri.push('=');
-        value.render_into(vars, &mut uri);
+        value.render_into(vars, uri);
     }
-    let mut headers = HeaderMap::with_capacity(plan.headers.len() + step.headers.len() + 3);
-    headers.insert(HOST, plan.target.host_header.clone());
-    headers.insert(USER_AGENT, user_agent.clone());
-    let mut value = String::new();
-    for (name, template) in plan.headers.iter().chain(&step.headers) {
-        value.clear();
-        template.render_into(vars, &mut value);
-        headers.insert(name.clone(), HeaderValue::from_str(&value).ok()?);
+}
+
+/// The step's request for these values; `None` when a rendered value is not
+/// valid in a request (a newline in a header, a space in the path).
+pub fn build_request(
+    plan: &Plan,
+    step: &Step,
+    prepared: &PreparedRequest,
+    vars: &Vars<'_>,
+    correlation_id: Option<&str>,
+) -> Option<Request<Body>> {
+    let uri = match &prepared.uri {
+        Some(uri) => uri.clone(),
+        None => {
+            let mut text = String::with_capacity(64);
+            render_path(step, vars, &mut text);
+            Uri::try_from(text).ok()?
+        }
+    };
+    let mut headers = prepared.headers.clone();
+    if !prepared.rendered_headers.is_empty() {
+        let mut value = String::new();
+        for (name, template) in &prepared.rendered_headers {
+            value.clear();
+            template.render_into(vars, &mut value);
+            headers.insert(name.clone(), HeaderValue::from_str(&value).ok()?);
+        }
     }
     if let (Some(name), Some(id)) = (&plan.verify.correlation_header, correlation_id) {
         headers.insert(name.clone(), HeaderValue::from_str(id).ok()?);
     }
     let body = match &step.body {
         Some(template) => {
-            if !headers.contains_key(CONTENT_TYPE) {
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            }
             let mut text = String::with_capacity(128);
             template.render_into(vars, &mut text);
             Bytes::from(text)
         }
         None => Bytes::new(),
     };
-    let mut request = Request::builder()
-        .method(step.method.clone())
-        .uri(uri)
-        .body(Full::new(body))
-        .ok()?;
+    let mut request = Request::new(Full::new(body));
+    *request.method_mut() = step.method.clone();
+    *request.uri_mut() = uri;
     *request.headers_mut() = headers;
     Some(request)
 }
@@ -404,4 +470,106 @@ fn short(v: &serde_json::Value) -> String {
         text.push_str("...");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Overrides;
+    use http::Method;
+    use std::path::Path;
+
+    const SCENARIO: &str = r#"
+[target]
+base_url = "http://127.0.0.1:9/{stage}"
+stage = "test"
+[headers]
+X-Team = "platform"
+X-Seq = "{{seq}}"
+X-Override = "from-plan"
+[verify]
+correlation_header = "X-Correlation-Id"
+[[steps]]
+name = "create"
+method = "POST"
+path = "/user"
+query = { dry = "no" }
+headers = { X-Override = "step-{{vu}}" }
+body = { Id = "{{uuid}}" }
+[[steps]]
+name = "upload"
+method = "PUT"
+path = "/user/{{seq}}"
+headers = { Content-Type = "text/plain", X-Seq = "fixed" }
+body = "seq {{seq}}"
+"#;
+
+    fn plan() -> Plan {
+        crate::scenario::parse(Path::new("t.toml"), SCENARIO, &Overrides::default())
+            .expect("scenario")
+    }
+
+    fn vars() -> Vars<'static> {
+        Vars {
+            uuid: "0d6b7c9e-0000-4000-8000-000000000001",
+            seq: 42,
+            run_id: "sc1",
+            vu: 7,
+            iteration: 1,
+            captures: &[],
+        }
+    }
+
+    fn header<'a>(request: &'a Request<Body>, name: &str) -> Option<&'a str> {
+        request.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    #[test]
+    fn prepared_parts_and_rendered_parts_make_the_request_as_written() {
+        let plan = plan();
+        let agent = HeaderValue::from_static("stagecheck/test");
+        let step = &plan.steps[0];
+        let prepared = PreparedRequest::new(&plan, step, &agent);
+        assert!(
+            prepared.uri.is_some(),
+            "a fixed path and query are built once"
+        );
+        let request =
+            build_request(&plan, step, &prepared, &vars(), Some("sc1-42-0")).expect("request");
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(request.uri().to_string(), "/test/user?dry=no");
+        assert_eq!(header(&request, "host"), Some("127.0.0.1:9"));
+        assert_eq!(header(&request, "user-agent"), Some("stagecheck/test"));
+        assert_eq!(header(&request, "x-team"), Some("platform"));
+        assert_eq!(header(&request, "x-seq"), Some("42"));
+        // The step's header replaces the plan's, templated or not.
+        assert_eq!(header(&request, "x-override"), Some("step-7"));
+        assert_eq!(header(&request, "content-type"), Some("application/json"));
+        assert_eq!(header(&request, "x-correlation-id"), Some("sc1-42-0"));
+
+        let step = &plan.steps[1];
+        let prepared = PreparedRequest::new(&plan, step, &agent);
+        assert!(
+            prepared.uri.is_none(),
+            "a templated path is rendered per request"
+        );
+        let request = build_request(&plan, step, &prepared, &vars(), None).expect("request");
+        assert_eq!(request.uri().to_string(), "/test/user/42");
+        assert_eq!(header(&request, "content-type"), Some("text/plain"));
+        assert_eq!(header(&request, "x-seq"), Some("fixed"));
+        assert_eq!(header(&request, "x-correlation-id"), None);
+    }
+
+    #[test]
+    fn a_rendered_value_that_is_not_valid_in_a_header_fails_only_that_request() {
+        let plan = plan();
+        let agent = HeaderValue::from_static("stagecheck/test");
+        let mut step = plan.steps[0].clone();
+        step.headers = vec![(
+            HeaderName::from_static("x-name"),
+            Template::literal("line\nbreak"),
+        )];
+        let prepared = PreparedRequest::new(&plan, &step, &agent);
+        assert!(build_request(&plan, &step, &prepared, &vars(), None).is_none());
+    }
 }

@@ -13,7 +13,7 @@ use http::HeaderValue;
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::client::Connector;
-use super::iteration::{self, Due, IterationContext, Vu};
+use super::iteration::{self, Due, IterationContext, PreparedRequest, Vu};
 use super::schedule::ArrivalSchedule;
 use super::timer::DueTimer;
 use crate::metrics::Metrics;
@@ -62,7 +62,7 @@ struct Worker {
     setup: WorkerSetup,
     metrics: RefCell<Metrics>,
     check_offsets: Vec<usize>,
-    user_agent: HeaderValue,
+    prepared: Vec<PreparedRequest>,
     busy: Cell<u64>,
     idle_changed: Notify,
     /// The second the ticker is in: ticks already sent.
@@ -84,7 +84,7 @@ pub fn run(setup: WorkerSetup) {
     let worker = Rc::new(Worker {
         metrics: RefCell::new(Metrics::new(plan.steps.len(), plan.check_count())),
         check_offsets: iteration::check_offsets(&plan),
-        user_agent: HeaderValue::from_static(concat!("stagecheck/", env!("CARGO_PKG_VERSION"))),
+        prepared: prepared_requests(&plan),
         busy: Cell::new(0),
         idle_changed: Notify::new(),
         ticks_sent: Cell::new(0),
@@ -100,6 +100,14 @@ pub fn run(setup: WorkerSetup) {
         tick: worker.ticks_sent.get(),
         delta: Box::new(delta),
     });
+}
+
+fn prepared_requests(plan: &Plan) -> Vec<PreparedRequest> {
+    let user_agent = HeaderValue::from_static(concat!("stagecheck/", env!("CARGO_PKG_VERSION")));
+    plan.steps
+        .iter()
+        .map(|step| PreparedRequest::new(plan, step, &user_agent))
+        .collect()
 }
 
 impl Worker {
@@ -154,7 +162,7 @@ impl Worker {
             connector: &self.setup.connector,
             metrics: &self.metrics,
             check_offsets: &self.check_offsets,
-            user_agent: &self.user_agent,
+            prepared: &self.prepared,
             record: iteration::RecordWhat::for_plan(&self.setup.plan),
         }
     }
@@ -306,7 +314,8 @@ impl Worker {
             if !self.running() {
                 break;
             }
-            let elapsed = self.setup.start.elapsed();
+            let now = Instant::now();
+            let elapsed = now.saturating_duration_since(self.setup.start);
             if elapsed >= plan.load.duration {
                 break;
             }
@@ -324,14 +333,7 @@ impl Worker {
             // steps by the run-wide VU count.
             let seq = global + slots * local_count;
             local_count += 1;
-            self.run_iteration(
-                &mut vu,
-                Due {
-                    seq,
-                    at: Instant::now(),
-                },
-            )
-            .await;
+            self.run_iteration(&mut vu, Due { seq, at: now }).await;
             if !think_time.is_zero() {
                 tokio::select! {
                     _ = tokio::time::sleep(*think_time) => {}

@@ -68,6 +68,20 @@ pub struct Vars<'a> {
     pub captures: &'a [Option<String>],
 }
 
+impl Vars<'static> {
+    /// For rendering templates that use no variable (`Template::is_static`).
+    pub fn empty() -> Vars<'static> {
+        Vars {
+            uuid: "",
+            seq: 0,
+            run_id: "",
+            vu: 0,
+            iteration: 0,
+            captures: &[],
+        }
+    }
+}
+
 pub const BUILTINS: &[&str] = &[
     "uuid",
     "seq",
