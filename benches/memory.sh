@@ -13,44 +13,17 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 rate="${1:-5000}"
 duration="${2:-10m}"
-work="$(mktemp -d "${TMPDIR:-/tmp}/stagecheck-memory.XXXXXX")"
-moto_pid=""
-sandbox_pid=""
-
-cleanup() {
-    [ -n "$sandbox_pid" ] && kill "$sandbox_pid" 2>/dev/null || true
-    [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-[ -x .venv/bin/moto_server ] || { echo "no .venv/bin/moto_server: run scripts/test once" >&2; exit 2; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 cargo build --release --locked -q
 bin="${CARGO_TARGET_DIR:-$root/target}/release/stagecheck"
+source "$root/benches/lib.sh"
 
-moto_port="$(free_port)"
-.venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
-moto_pid=$!
-for _ in $(seq 1 100); do
-    python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$moto_port/moto-api/data.json', timeout=1)" 2>/dev/null && break
-    sleep 0.2
-done
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
-"$bin" sandbox --aws-endpoint "http://127.0.0.1:$moto_port" --listen 127.0.0.1:0 --no-backend \
-    >"$work/sandbox.out" 2>"$work/sandbox.log" &
-sandbox_pid=$!
-for _ in $(seq 1 300); do
-    grep -q "sandbox listening on" "$work/sandbox.out" 2>/dev/null && break
-    sleep 0.1
-done
-base="$(sed -n 's/^sandbox listening on //p' "$work/sandbox.out" | head -n 1)"
-[ -n "$base" ] || { cat "$work/sandbox.log" >&2; exit 3; }
+start_moto
+start_sandbox --no-backend
 
 # --no-backend stores nothing, so verification finds every write missing: the
 # run exits 1 by design; what is measured is the memory, including verification.
-"$bin" run scenarios/user-crud.toml --base-url "$base/{stage}" --aws-endpoint "http://127.0.0.1:$moto_port" \
+"$bin" run scenarios/user-crud.toml --base-url "$sandbox_url/{stage}" --aws-endpoint "$moto_url" \
     --rate "$rate" --duration "$duration" --max-vus 512 --logs-deadline 1s -q -o "$work/summary.json" \
     >/dev/null 2>"$work/run.log" &
 run_pid=$!

@@ -18,25 +18,18 @@ secs="${2:-8}"
 conns=64
 threads="${THREADS:-1}"
 parts=" ${PARTS:-closed open co memory} "
-work="$(mktemp -d "${TMPDIR:-/tmp}/stagecheck-peers.XXXXXX")"
+cargo build --release --locked -q
+bin="${CARGO_TARGET_DIR:-$root/target}/release/stagecheck"
+source "$root/benches/lib.sh"
 nginx_pid_file="$work/nginx.pid"
-sandbox_pid=""
-moto_pid=""
-
-cleanup() {
-    [ -f "$nginx_pid_file" ] && kill "$(cat "$nginx_pid_file")" 2>/dev/null || true
-    [ -n "$sandbox_pid" ] && kill "$sandbox_pid" 2>/dev/null || true
-    [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+on_exit+=('[ -f "$nginx_pid_file" ] && kill "$(cat "$nginx_pid_file")" 2>/dev/null')
 
 for tool in nginx wrk hey python3; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install nginx-light wrk hey)" >&2; exit 2; }
 done
 oha="$(command -v oha || true)"
 
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+port="$(free_port)"
 cat >"$work/nginx.conf" <<CONF
 worker_processes 1;
 daemon on;
@@ -53,9 +46,6 @@ http {
 CONF
 nginx -c "$work/nginx.conf" -p "$work"
 url="http://127.0.0.1:$port/"
-
-cargo build --release --locked -q
-bin="${CARGO_TARGET_DIR:-$root/target}/release/stagecheck"
 
 cat >"$work/closed.toml" <<TOML
 [target]
@@ -117,27 +107,11 @@ if [[ "$parts" == *" co "* ]]; then
 echo
 echo "coordinated omission: the sandbox (--no-backend) holds every answer between 2 s and 3 s once; 200 requests/s for 6 s"
 echo "analytic truth: p90 ≈ 400 ms, p99 ≈ 940 ms"
-if [ -x .venv/bin/moto_server ]; then
-    moto_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-    .venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
-    moto_pid=$!
-    for _ in $(seq 1 100); do
-        python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$moto_port/moto-api/data.json', timeout=1)" 2>/dev/null && break
-        sleep 0.2
-    done
-    # A fresh sandbox per tool: the stall happens once per process. Sets
-    # $base (not echoed: a $(…) subshell would lose $sandbox_pid).
-    stalled() {
-        "$bin" sandbox --aws-endpoint "http://127.0.0.1:$moto_port" --listen 127.0.0.1:0 --no-backend --fault stall=2s:1s \
-            >"$work/sandbox.out" 2>"$work/sandbox.log" &
-        sandbox_pid=$!
-        for _ in $(seq 1 300); do
-            grep -q "sandbox listening on" "$work/sandbox.out" 2>/dev/null && break
-            sleep 0.1
-        done
-        base="$(sed -n 's/^sandbox listening on //p' "$work/sandbox.out" | head -n 1)"
-    }
-    done_stalled() { kill "$sandbox_pid" 2>/dev/null || true; wait "$sandbox_pid" 2>/dev/null || true; sandbox_pid=""; }
+if has_moto; then
+    start_moto
+    # A fresh sandbox per tool: the stall happens once per process.
+    stalled() { start_sandbox --no-backend --fault stall=2s:1s; base="$sandbox_url"; }
+    done_stalled() { stop_sandbox; }
     echo "| tool | p50 | p90 | p99 |"
     echo "| --- | --- | --- | --- |"
     stalled
@@ -157,8 +131,6 @@ if [ -x .venv/bin/moto_server ]; then
     hey -z 6s -c 4 -q 50 "$base/test/user" >"$work/hey-co.txt" 2>/dev/null || true
     awk '/ 50% in/ {p50=$3} / 90% in/ {p90=$3} / 99% in/ {p99=$3} END {printf "| hey -c 4 -q 50 | %.1f ms | %.1f ms | %.1f ms |\n", p50*1000, p90*1000, p99*1000}' "$work/hey-co.txt"
     done_stalled
-    kill "$moto_pid" 2>/dev/null || true
-    moto_pid=""
 else
     echo "  (skipped: run scripts/test once to create .venv with moto)"
 fi

@@ -13,48 +13,21 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(100 1000 5000)
-work="$(mktemp -d "${TMPDIR:-/tmp}/stagecheck-verify-cost.XXXXXX")"
-moto_pid=""
-sandbox_pid=""
-
-cleanup() {
-    [ -n "$sandbox_pid" ] && kill "$sandbox_pid" 2>/dev/null || true
-    [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-[ -x .venv/bin/moto_server ] || { echo "no .venv/bin/moto_server: run scripts/test once" >&2; exit 2; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 cargo build --release --locked -q
 bin="${CARGO_TARGET_DIR:-$root/target}/release/stagecheck"
+source "$root/benches/lib.sh"
 
-moto_port="$(free_port)"
-.venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 &
-moto_pid=$!
-for _ in $(seq 1 100); do
-    python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$moto_port/moto-api/data.json', timeout=1)" 2>/dev/null && break
-    sleep 0.2
-done
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
-export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
-"$bin" sandbox --aws-endpoint "http://127.0.0.1:$moto_port" --listen 127.0.0.1:0 \
-    >"$work/sandbox.out" 2>"$work/sandbox.log" &
-sandbox_pid=$!
-for _ in $(seq 1 300); do
-    grep -q "sandbox listening on" "$work/sandbox.out" 2>/dev/null && break
-    sleep 0.1
-done
-base="$(sed -n 's/^sandbox listening on //p' "$work/sandbox.out" | head -n 1)"
-[ -n "$base" ] || { cat "$work/sandbox.log" >&2; exit 3; }
+start_moto
+export AWS_ENDPOINT_URL="$moto_url"
+start_sandbox
 
 echo "| iterations | requests | writes checked | invocations checked | BatchGetItem | FilterLogEvents | found | verify time |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 for n in "${sizes[@]}"; do
     # moto is the limit (about 300 iterations/s with two requests each); the
     # count, not the duration, ends the run.
-    "$bin" run scenarios/user-crud.toml --base-url "$base/{stage}" --rate 250 --duration 10m \
+    "$bin" run scenarios/user-crud.toml --base-url "$sandbox_url/{stage}" --rate 250 --duration 10m \
         --iterations "$n" --max-vus 256 -q -o "$work/s.json" >/dev/null 2>"$work/run.log" || true
     python3 - "$work/s.json" "$n" <<'PY'
 import json, sys

@@ -61,20 +61,11 @@ fn get_scenario(url: &str, name: &str, path: &str, load: &str, extra: &str) -> S
 #[test]
 fn summary_counts_equal_what_the_server_saw() {
     let server = TestServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let file = scenario_file(
-        dir.path(),
-        "crud.toml",
-        &crud_scenario(
-            &server.url(),
-            "vus = 4\niterations = 200\nduration = \"30s\"",
-        ),
+    let body = crud_scenario(
+        &server.url(),
+        "vus = 4\niterations = 200\nduration = \"30s\"",
     );
-    let out = dir.path().join("summary.json");
-    let output = run_bounded(
-        stagecheck().arg("run").arg(&file).arg("--out").arg(&out),
-        Duration::from_secs(60),
-    );
+    let (output, summary) = run_scenario(&body, &[], Duration::from_secs(60));
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -83,7 +74,6 @@ fn summary_counts_equal_what_the_server_saw() {
         text(&output.stdout)
     );
 
-    let summary = read_json(&out);
     let seen = server.seen();
     let posts: Vec<_> = seen.iter().filter(|s| s.method == Method::POST).collect();
     let gets: Vec<_> = seen.iter().filter(|s| s.method == Method::GET).collect();
@@ -145,7 +135,6 @@ fn summary_counts_equal_what_the_server_saw() {
 #[test]
 fn open_model_holds_the_arrival_rate() {
     let server = TestServer::start();
-    let dir = tempfile::tempdir().unwrap();
     let body = get_scenario(
         &server.url(),
         "ping",
@@ -153,19 +142,13 @@ fn open_model_holds_the_arrival_rate() {
         "rate = 200\nduration = \"3s\"",
         "",
     );
-    let file = scenario_file(dir.path(), "rate.toml", &body);
-    let out = dir.path().join("s.json");
-    let output = run_bounded(
-        stagecheck().arg("run").arg(&file).arg("-o").arg(&out),
-        Duration::from_secs(30),
-    );
+    let (output, summary) = run_scenario(&body, &[], Duration::from_secs(30));
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let seen = server.seen().len() as f64;
     assert!(
         (seen - 600.0).abs() <= 12.0,
         "server saw {seen}, expected 600 ± 2 %"
     );
-    let summary = read_json(&out);
     assert_eq!(summary["totals"]["requests"].as_f64().unwrap(), seen);
     assert_eq!(summary["totals"]["dropped_iterations"], 0);
     assert_eq!(summary["model"], "open");
@@ -181,7 +164,6 @@ fn a_stall_shows_in_the_percentiles_coordinated_omission_free() {
         after: Duration::from_secs(2),
         hold: Duration::from_secs(1),
     });
-    let dir = tempfile::tempdir().unwrap();
     let body = get_scenario(
         &server.url(),
         "ping",
@@ -189,19 +171,8 @@ fn a_stall_shows_in_the_percentiles_coordinated_omission_free() {
         "rate = 200\nduration = \"6s\"\nmax_vus = 400",
         "",
     );
-    let file = scenario_file(dir.path(), "stall.toml", &body);
-    let out = dir.path().join("s.json");
-    let output = run_bounded(
-        stagecheck()
-            .arg("run")
-            .arg(&file)
-            .arg("-o")
-            .arg(&out)
-            .arg("-q"),
-        Duration::from_secs(40),
-    );
+    let (output, summary) = run_scenario(&body, &["-q"], Duration::from_secs(40));
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let summary = read_json(&out);
     let lat = &summary["steps"][0]["latency_ms"];
     let (p50, p90, p99) = (
         lat["p50"].as_f64().unwrap(),
@@ -271,7 +242,6 @@ fn sigint_still_writes_a_partial_summary() {
 #[test]
 fn failed_threshold_exits_1_and_says_which() {
     let server = TestServer::start();
-    let dir = tempfile::tempdir().unwrap();
     let body = get_scenario(
         &server.url(),
         "missing",
@@ -279,14 +249,8 @@ fn failed_threshold_exits_1_and_says_which() {
         "iterations = 5",
         "[thresholds]\nrules = [\"error_rate < 1%\", \"p99 < 10s\"]\n",
     );
-    let file = scenario_file(dir.path(), "t.toml", &body);
-    let out = dir.path().join("s.json");
-    let output = run_bounded(
-        stagecheck().arg("run").arg(&file).arg("-o").arg(&out),
-        Duration::from_secs(30),
-    );
+    let (output, summary) = run_scenario(&body, &[], Duration::from_secs(30));
     assert_eq!(output.status.code(), Some(1));
-    let summary = read_json(&out);
     assert_eq!(summary["thresholds"][0]["expr"], "error_rate < 1%");
     assert_eq!(summary["thresholds"][0]["ok"], false);
     assert_eq!(summary["thresholds"][0]["actual"], 100.0);
@@ -303,7 +267,6 @@ fn failed_threshold_exits_1_and_says_which() {
 #[test]
 fn failed_check_exits_1_with_an_example() {
     let server = TestServer::start();
-    let dir = tempfile::tempdir().unwrap();
     let body = get_scenario(
         &server.url(),
         "get",
@@ -311,14 +274,8 @@ fn failed_check_exits_1_with_an_example() {
         "",
         "checks = [{ status = [200] }]\n",
     );
-    let file = scenario_file(dir.path(), "c.toml", &body);
-    let out = dir.path().join("s.json");
-    let output = run_bounded(
-        stagecheck().arg("run").arg(&file).arg("-o").arg(&out),
-        Duration::from_secs(30),
-    );
+    let (output, summary) = run_scenario(&body, &[], Duration::from_secs(30));
     assert_eq!(output.status.code(), Some(1));
-    let summary = read_json(&out);
     assert_eq!(summary["checks"]["failed"], 1);
     assert_eq!(
         summary["checks"]["details"][0]["example_failure"],
@@ -470,7 +427,6 @@ fn https_with_ca_cert_or_insecure_and_a_clear_error_otherwise() {
 #[test]
 fn abort_on_fail_stops_the_run_early() {
     let server = TestServer::start();
-    let dir = tempfile::tempdir().unwrap();
     let body = get_scenario(
         &server.url(),
         "missing",
@@ -478,25 +434,14 @@ fn abort_on_fail_stops_the_run_early() {
         "rate = 20\nduration = \"60s\"",
         "[thresholds]\nrules = [\"error_rate < 1%\"]\nabort_on_fail = true\nabort_delay = \"1s\"\n",
     );
-    let file = scenario_file(dir.path(), "a.toml", &body);
-    let out = dir.path().join("s.json");
     let started = std::time::Instant::now();
-    let output = run_bounded(
-        stagecheck()
-            .arg("run")
-            .arg(&file)
-            .arg("-o")
-            .arg(&out)
-            .arg("-q"),
-        Duration::from_secs(30),
-    );
+    let (output, summary) = run_scenario(&body, &["-q"], Duration::from_secs(30));
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "took {:?}",
         started.elapsed()
     );
     assert_eq!(output.status.code(), Some(1));
-    let summary = read_json(&out);
     assert_eq!(summary["partial"], true);
     assert_eq!(
         summary["stopped_by"],
@@ -547,7 +492,6 @@ fn open_ramp_follows_the_profile() {
 #[test]
 fn closed_model_with_think_time_paces_each_vu() {
     let server = TestServer::start();
-    let dir = tempfile::tempdir().unwrap();
     let body = get_scenario(
         &server.url(),
         "ping",
@@ -555,22 +499,12 @@ fn closed_model_with_think_time_paces_each_vu() {
         "model = \"closed\"\nvus = 3\nthink_time = \"100ms\"\nduration = \"2s\"",
         "",
     );
-    let file = scenario_file(dir.path(), "c.toml", &body);
-    let out = dir.path().join("s.json");
-    let output = run_bounded(
-        stagecheck()
-            .arg("run")
-            .arg(&file)
-            .arg("-o")
-            .arg(&out)
-            .arg("-q"),
-        Duration::from_secs(30),
-    );
+    let (output, summary) = run_scenario(&body, &["-q"], Duration::from_secs(30));
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     // 3 VUs × ~10 iterations/s × 2 s.
     let n = server.seen().len();
     assert!((48..=63).contains(&n), "server saw {n}");
-    assert_eq!(read_json(&out)["model"], "closed");
+    assert_eq!(summary["model"], "closed");
 }
 
 #[test]
@@ -582,7 +516,6 @@ fn a_request_past_its_timeout_is_a_timeout_error_and_the_vu_goes_on() {
         after: Duration::from_secs(1),
         hold: Duration::from_secs(1),
     });
-    let dir = tempfile::tempdir().unwrap();
     let body = get_scenario(
         &server.url(),
         "ping",
@@ -590,19 +523,8 @@ fn a_request_past_its_timeout_is_a_timeout_error_and_the_vu_goes_on() {
         "model = \"closed\"\nvus = 4\nduration = \"3500ms\"",
         "timeout = \"300ms\"\n[thresholds]\nrules = [\"error_rate < 100%\"]",
     );
-    let file = scenario_file(dir.path(), "timeout.toml", &body);
-    let out = dir.path().join("s.json");
-    let output = run_bounded(
-        stagecheck()
-            .arg("run")
-            .arg(&file)
-            .arg("-o")
-            .arg(&out)
-            .arg("-q"),
-        Duration::from_secs(30),
-    );
+    let (output, summary) = run_scenario(&body, &["-q"], Duration::from_secs(30));
     assert!(output.status.code().is_some(), "{}", text(&output.stderr));
-    let summary = read_json(&out);
     let step = &summary["steps"][0];
     let timeouts = step["errors"]["timeout"].as_u64().unwrap();
     assert!((8..=20).contains(&timeouts), "timeouts {timeouts}");

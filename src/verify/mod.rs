@@ -6,7 +6,7 @@ pub mod aws;
 pub mod dynamodb;
 pub mod logs;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -299,22 +299,7 @@ impl Verifier {
                 // chunk of keys and items is held at once.
                 let mut ours: BTreeSet<String> = BTreeSet::new();
                 for chunk in writes.chunks(READ_CHUNK) {
-                    let mut wanted = Vec::with_capacity(chunk.len());
-                    for record in chunk {
-                        wanted.push(
-                            dynamodb::key_of(&read_write(plan, record), keys)
-                                .map_err(|e| Error::Usage(e.to_string()))?,
-                        );
-                    }
-                    let found = dynamodb::read_items(
-                        &self.clients.dynamodb,
-                        &keys.table,
-                        &wanted,
-                        &self.batch_calls,
-                    )
-                    .await
-                    .map_err(|e| Error::Aws(e.to_string()))?;
-                    drop(wanted);
+                    let found = self.read_records(plan, keys, chunk.iter()).await?;
                     // Only what this run wrote counts: the item must hold our attributes.
                     for record in chunk {
                         let write = read_write(plan, record);
@@ -389,21 +374,9 @@ impl Verifier {
         chunk: &[&'a [(String, &'a WriteRecord)]],
         result: &mut DynamoVerify,
     ) -> Result<Vec<&'a [(String, &'a WriteRecord)]>, Error> {
-        let mut wanted = Vec::with_capacity(chunk.len());
-        for group in chunk {
-            wanted.push(
-                dynamodb::key_of(&read_write(plan, group[0].1), keys)
-                    .map_err(|e| Error::Usage(e.to_string()))?,
-            );
-        }
-        let found = dynamodb::read_items(
-            &self.clients.dynamodb,
-            &keys.table,
-            &wanted,
-            &self.batch_calls,
-        )
-        .await
-        .map_err(|e| Error::Aws(e.to_string()))?;
+        let found = self
+            .read_records(plan, keys, chunk.iter().map(|group| group[0].1))
+            .await?;
         let mut missing = Vec::new();
         for group in chunk {
             match found.get(&group[0].0) {
@@ -417,6 +390,30 @@ impl Verifier {
             }
         }
         Ok(missing)
+    }
+
+    /// Reads the items at the keys `records` wrote in `keys`' table, by key text.
+    async fn read_records<'a>(
+        &self,
+        plan: &Plan,
+        keys: &TableKeys,
+        records: impl ExactSizeIterator<Item = &'a WriteRecord>,
+    ) -> Result<HashMap<String, Item>, Error> {
+        let mut wanted = Vec::with_capacity(records.len());
+        for record in records {
+            wanted.push(
+                dynamodb::key_of(&read_write(plan, record), keys)
+                    .map_err(|e| Error::Usage(e.to_string()))?,
+            );
+        }
+        dynamodb::read_items(
+            &self.clients.dynamodb,
+            &keys.table,
+            &wanted,
+            &self.batch_calls,
+        )
+        .await
+        .map_err(|e| Error::Aws(e.to_string()))
     }
 
     /// The markers that occur in a log group's events over the window.

@@ -70,6 +70,30 @@ pub fn scenario_file(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
+/// Runs `stagecheck run` on scenario text (written to a temporary file) with
+/// `-o <summary>` and `args`, bounded by `limit`; returns the process output
+/// and the summary it wrote (`Null` when it wrote none).
+pub fn run_scenario(body: &str, args: &[&str], limit: Duration) -> (Output, serde_json::Value) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = scenario_file(dir.path(), "scenario.toml", body);
+    let out = dir.path().join("summary.json");
+    let output = run_bounded(
+        stagecheck()
+            .arg("run")
+            .arg(&file)
+            .arg("-o")
+            .arg(&out)
+            .args(args),
+        limit,
+    );
+    let summary = if out.exists() {
+        read_json(&out)
+    } else {
+        serde_json::Value::Null
+    };
+    (output, summary)
+}
+
 pub fn read_json(path: &Path) -> serde_json::Value {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
