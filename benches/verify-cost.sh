@@ -3,7 +3,7 @@
 # its real backend (items in moto's DynamoDB, log lines in moto's CloudWatch
 # Logs), and scenarios/user-crud.toml at growing iteration counts. Prints, per
 # run, the requests sent and the BatchGetItem and FilterLogEvents calls made,
-# counted by stagecheck and cross-checked against moto's own request log.
+# as stagecheck counts them (`verify.api_calls` in the summary).
 #
 #   benches/verify-cost.sh [ITERATIONS...]      # default 100 1000 5000
 #
