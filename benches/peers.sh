@@ -63,43 +63,66 @@ TOML
 
 json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
-stagecheck_rps() { "$bin" run "$work/closed.toml" --threads "$threads" -q -o "$work/s.json" >/dev/null || true; json_field "$work/s.json" "round(d['totals']['rps'])"; }
-wrk_rps() { wrk -t"$threads" -c"$conns" -d"${secs}s" "$url" | awk '/Requests\/sec/ {printf "%d\n", $2}'; }
-hey_rps() { GOMAXPROCS="$threads" hey -z "${secs}s" -c "$conns" "$url" | awk '/Requests\/sec/ {printf "%d\n", $2}'; }
-oha_rps() { TOKIO_WORKER_THREADS="$threads" "$oha" -z "${secs}s" -c "$conns" --no-tui --output-format json "$url" >"$work/oha.json"; json_field "$work/oha.json" "round(d['summary']['requestsPerSec'])"; }
+# Each takes the URL and prints requests/s; stagecheck reads $toml.
+stagecheck_rps() { "$bin" run "$toml" --threads "$threads" -q -o "$work/s.json" >/dev/null || true; json_field "$work/s.json" "round(d['totals']['rps'])"; }
+wrk_rps() { wrk -t"$threads" -c"$conns" -d"${secs}s" "$1" | awk '/Requests\/sec/ {printf "%d\n", $2}'; }
+hey_rps() { GOMAXPROCS="$threads" hey -z "${secs}s" -c "$conns" "$1" | awk '/Requests\/sec/ {printf "%d\n", $2}'; }
+oha_rps() { TOKIO_WORKER_THREADS="$threads" "$oha" -z "${secs}s" -c "$conns" --no-tui --output-format json "$1" >"$work/oha.json"; json_field "$work/oha.json" "round(d['summary']['requestsPerSec'])"; }
+median() { python3 -c "import statistics,sys; print(round(statistics.median(map(float, sys.argv[1:]))))" "$@"; }
+
+# closed_model NAME URL: every tool in turn, $rounds times, then medians and ratios.
+closed_model() {
+    local name="$1" target="$2" tool rps round
+    toml="$work/closed-$name.toml"
+    sed "s#^base_url = .*#base_url = \"${target%/*}\"#; s#^path = .*#path = \"/${target##*/}\"#" "$work/closed.toml" >"$toml"
+    local tools=(stagecheck wrk hey)
+    [ -n "$oha" ] && tools+=(oha)
+    declare -A results=()
+    echo
+    echo "closed model, $conns connections, ${secs}s per run, $rounds rounds, $threads thread(s) each; target: $name"
+    for round in $(seq 1 "$rounds"); do
+        for tool in "${tools[@]}"; do
+            rps="$("${tool}_rps" "$target")"
+            results[$tool]="${results[$tool]:-} $rps"
+            echo "  round $round  $tool  $rps req/s"
+        done
+    done
+    echo
+    echo "| tool | median req/s | stagecheck ÷ tool |"
+    echo "| --- | --- | --- |"
+    local sc m
+    sc="$(median ${results[stagecheck]})"
+    for tool in "${tools[@]}"; do
+        m="$(median ${results[$tool]})"
+        echo "| $tool | $m | $(python3 -c "print(f'{$sc/$m:.2f}')") |"
+    done
+}
 
 if [[ "$parts" == *" closed "* ]]; then
-tools=(stagecheck wrk hey)
-[ -n "$oha" ] && tools+=(oha)
-declare -A results
-echo "closed model, $conns connections, ${secs}s per run, $rounds rounds, $threads thread(s) each; target: nginx (1 worker) on 127.0.0.1"
-for round in $(seq 1 "$rounds"); do
-    for tool in "${tools[@]}"; do
-        rps="$("${tool}_rps")"
-        results[$tool]="${results[$tool]:-} $rps"
-        echo "  round $round  $tool  $rps req/s"
-    done
-done
-median() { python3 -c "import statistics,sys; print(round(statistics.median(map(float, sys.argv[1:]))))" "$@"; }
-echo
-echo "| tool | median req/s | stagecheck ÷ tool |"
-echo "| --- | --- | --- |"
-sc="$(median ${results[stagecheck]})"
-for tool in "${tools[@]}"; do
-    m="$(median ${results[$tool]})"
-    ratio="$(python3 -c "print(f'{$sc/$m:.2f}')")"
-    echo "| $tool | $m | $ratio |"
-done
+    closed_model "nginx (1 worker)" "$url"
+    if has_moto; then
+        start_moto
+        start_sandbox --no-backend
+        closed_model "the sandbox, --no-backend" "$sandbox_url/test/user"
+        stop_sandbox
+    fi
 fi
 
 if [[ "$parts" == *" open "* ]]; then
 echo
-echo "open model: achieved rate and scheduling lateness (stagecheck, 5 s each, 2 threads)"
-echo "| target it/s | achieved req/s | error | schedule lag p99 | dropped |"
-echo "| --- | --- | --- | --- | --- |"
+echo "open model at fixed rates against nginx, 5 s each: achieved rate (stagecheck also: scheduling lateness)"
+echo "| target it/s | stagecheck achieved | error | schedule lag p99 | dropped | oha -q achieved | hey -c 50 -q rate/50 achieved |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 for rate in 100 1000 5000 20000; do
-    "$bin" run "$work/closed.toml" --rate "$rate" --duration 5s --max-vus 256 -q -o "$work/o.json" >/dev/null || true
-    json_field "$work/o.json" "'| $rate | %d | %+.2f %% | %.2f ms | %d |' % (d['totals']['requests']/5.0, (d['totals']['requests']/5.0/$rate-1)*100, d['totals']['schedule_lag_ms']['p99'], d['totals']['dropped_iterations'])"
+    "$bin" run "$work/closed.toml" --rate "$rate" --duration 5s --max-vus 256 --threads 2 -q -o "$work/o.json" >/dev/null || true
+    row="$(json_field "$work/o.json" "'| $rate | %d | %+.2f %% | %.2f ms | %d |' % (d['totals']['requests']/5.0, (d['totals']['requests']/5.0/$rate-1)*100, d['totals']['schedule_lag_ms']['p99'], d['totals']['dropped_iterations'])")"
+    oha_rate="-"
+    if [ -n "$oha" ]; then
+        "$oha" -z 5s -q "$rate" -c 64 --no-tui --output-format json "$url" >"$work/oha-open.json" 2>/dev/null || true
+        oha_rate="$(json_field "$work/oha-open.json" "'%d' % d['summary']['requestsPerSec']")"
+    fi
+    hey_rate="$(hey -z 5s -c 50 -q $((rate / 50)) "$url" | awk '/Requests\/sec/ {printf "%d\n", $2}')"
+    echo "$row $oha_rate | $hey_rate |"
 done
 fi
 
@@ -108,7 +131,7 @@ echo
 echo "coordinated omission: the sandbox (--no-backend) holds every answer between 2 s and 3 s once; 200 requests/s for 6 s"
 echo "analytic truth: p90 ≈ 400 ms, p99 ≈ 940 ms"
 if has_moto; then
-    start_moto
+    [ -n "$moto_pid" ] || start_moto
     # A fresh sandbox per tool: the stall happens once per process.
     stalled() { start_sandbox --no-backend --fault stall=2s:1s; base="$sandbox_url"; }
     done_stalled() { stop_sandbox; }

@@ -109,7 +109,8 @@ impl Connector {
         };
         match &self.tls {
             None => {
-                let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+                let (sender, conn) = http1_builder()
+                    .handshake(TokioIo::new(tcp))
                     .await
                     .map_err(http_err)?;
                 tokio::task::spawn_local(async move {
@@ -126,7 +127,8 @@ impl Connector {
                             addr,
                             message: e.to_string(),
                         })?;
-                let (sender, conn) = http1::handshake(TokioIo::new(stream))
+                let (sender, conn) = http1_builder()
+                    .handshake(TokioIo::new(stream))
                     .await
                     .map_err(http_err)?;
                 tokio::task::spawn_local(async move {
@@ -136,6 +138,14 @@ impl Connector {
             }
         }
     }
+}
+
+fn http1_builder() -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    // One flat buffer and one write(2) per request: requests are small, and
+    // hyper's queue of buffers for writev(2) measured about 3 % slower.
+    builder.writev(false);
+    builder
 }
 
 fn tls_config(options: &TlsOptions) -> Result<rustls::ClientConfig, ConnectError> {
