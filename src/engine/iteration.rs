@@ -11,6 +11,7 @@ use http_body_util::Full;
 
 use super::client::{Answer, Body, Connection, Connector};
 use crate::metrics::{InvocationRecord, Metrics, RequestId, WriteRecord};
+use crate::scenario::jsonpath::text_of;
 use crate::scenario::template::{Template, Vars};
 use crate::scenario::{CaptureSource, CheckKind, Expected, Plan, Predicate, Step};
 
@@ -140,9 +141,10 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
         let mut captured_all = true;
         for capture in &step.captures {
             let value = match &capture.source {
-                CaptureSource::Json(path) => {
-                    json.as_ref().and_then(|j| path.lookup(j)).map(json_text)
-                }
+                CaptureSource::Json(path) => json
+                    .as_ref()
+                    .and_then(|j| path.lookup(j))
+                    .map(|v| text_of(v).into_owned()),
                 CaptureSource::Header(name) => answer
                     .headers
                     .get(name)
@@ -233,13 +235,6 @@ impl RecordWhat {
 
 fn micros(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-fn json_text(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// What of a step's request is the same every time, built once per worker,
@@ -432,7 +427,7 @@ fn predicate_holds(
         (_, None) => Err("missing".into()),
         (Predicate::Equals(Expected::Text(t)), Some(v)) => {
             let want = t.render(vars);
-            if json_text(v) == want {
+            if text_of(v) == want {
                 Ok(())
             } else {
                 Err(format!("{} != {want:?}", short(v)))
@@ -451,7 +446,7 @@ fn predicate_holds(
         }
         (Predicate::Contains(t), Some(v)) => {
             let want = t.render(vars);
-            if json_text(v).contains(&want) {
+            if text_of(v).contains(&want) {
                 Ok(())
             } else {
                 Err(format!("{} does not contain {want:?}", short(v)))

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::scenario::jsonpath::text_of;
 use crate::scenario::template::Template;
 use crate::scenario::{Expected, Writes};
 
@@ -62,8 +63,7 @@ impl WriteRecord {
         for (name, expected) in &writes.key {
             let value = match expected {
                 Expected::Text(_) => Cow::Borrowed(texts.next().unwrap_or_default()),
-                Expected::Value(serde_json::Value::String(s)) => Cow::Borrowed(s.as_str()),
-                Expected::Value(other) => Cow::Owned(other.to_string()),
+                Expected::Value(constant) => text_of(constant),
             };
             key.push((name.as_str(), value));
         }

@@ -63,6 +63,15 @@ impl JsonPath {
     }
 }
 
+/// A JSON value as text, as checks compare it and keys are written: a string
+/// is its contents, anything else its JSON.
+pub fn text_of(value: &serde_json::Value) -> std::borrow::Cow<'_, str> {
+    match value {
+        serde_json::Value::String(s) => std::borrow::Cow::Borrowed(s),
+        other => std::borrow::Cow::Owned(other.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

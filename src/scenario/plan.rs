@@ -1712,14 +1712,9 @@ mod tests {
         assert_eq!(p.load.iterations, Some(1));
         assert!(matches!(p.load.model, Model::Closed { .. }));
         assert_eq!(
-            p.steps[0].path.render(&super::super::template::Vars {
-                uuid: "",
-                seq: 0,
-                run_id: "",
-                vu: 0,
-                iteration: 0,
-                captures: &[]
-            }),
+            p.steps[0]
+                .path
+                .render(&super::super::template::Vars::empty()),
             "/test/user"
         );
     }
