@@ -26,7 +26,8 @@ pub enum Command {
     /// Run a scenario against a stage and report.
     Run(Box<RunArgs>),
     /// Serve the local sandbox: API Gateway's data plane and the Lambda functions on moto.
-    Sandbox(crate::sandbox::SandboxArgs),
+    #[cfg(feature = "sandbox")]
+    Sandbox(stagecheck_sandbox::SandboxArgs),
     /// Render a saved JSON summary again (terminal, HTML, JUnit, Markdown); exit code from its verdict.
     Report(ReportArgs),
     /// Compare a candidate summary with a baseline; exit 1 on a regression beyond the bounds.

@@ -8,9 +8,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => stagecheck::run::validate(&args),
         Command::Run(args) => stagecheck::run::run(&args),
-        Command::Sandbox(args) => {
-            stagecheck::sandbox::main(args).map(|()| stagecheck::error::exit::PASS)
-        }
+        #[cfg(feature = "sandbox")]
+        Command::Sandbox(args) => match stagecheck_sandbox::main(args) {
+            Ok(()) => Ok(stagecheck::error::exit::PASS),
+            Err(err) => {
+                eprintln!("{}: {err}", stagecheck::report::terminal::error_label());
+                return ExitCode::from(err.exit_code() as u8);
+            }
+        },
         Command::Report(args) => stagecheck::report::report(&args),
         Command::Compare(args) => stagecheck::report::compare::compare(&args),
         Command::Merge(args) => stagecheck::report::merge::command(&args),

@@ -2,6 +2,8 @@
 //! binary against real local servers and checks what the server saw.
 #![allow(dead_code)]
 
+/// moto, the sandbox and SDK clients: the sandbox crate's own test harness.
+#[path = "../../sandbox/tests/support/harness.rs"]
 pub mod sandbox;
 
 use std::collections::HashMap;
@@ -20,6 +22,13 @@ use axum::response::{IntoResponse, Response};
 /// The binary under test, as built by cargo for this test run.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_stagecheck"))
+}
+
+/// The sandbox through the product's own subcommand.
+pub fn sandbox_command() -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg("sandbox");
+    cmd
 }
 
 /// The project's root folder.

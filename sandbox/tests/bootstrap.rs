@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use support::sandbox::{Aws, Moto, Sandbox};
 
@@ -273,14 +272,13 @@ async fn a_clean_start_restores_what_faults_changed() {
 }
 
 fn run_sandbox(args: &[&str]) -> (i32, String) {
-    let out = Command::new(support::bin())
-        .arg("sandbox")
+    let out = support::sandbox_command()
         .args(args)
         .env("AWS_ACCESS_KEY_ID", "x")
         .env("AWS_SECRET_ACCESS_KEY", "y")
         .env_remove("AWS_ENDPOINT_URL")
         .output()
-        .expect("run stagecheck");
+        .expect("run stagecheck-sandbox");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),

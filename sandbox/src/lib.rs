@@ -30,7 +30,9 @@ pub use faults::Faults;
 
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
-    /// moto (or AWS-compatible) endpoint for every service.
+    /// moto (or AWS-compatible) endpoint for every service; a service's own
+    /// AWS_ENDPOINT_URL_<SERVICE> (e.g. AWS_ENDPOINT_URL_DYNAMODB for DynamoDB Local)
+    /// takes precedence for that service, as in the AWS SDKs.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub aws_endpoint: Option<String>,
     /// Address to serve the stages on, e.g. 127.0.0.1:8080 (port 0: the OS picks).
@@ -45,6 +47,12 @@ pub struct SandboxArgs {
     /// STAGE=api-key:ENVVAR (header x-api-key must equal $ENVVAR).
     #[arg(long = "auth", value_name = "STAGE=iam|api-key:ENVVAR")]
     pub auth: Vec<String>,
+    /// What a stage's function writes as its own log line (repeatable):
+    /// STAGE=full (the client's X-Correlation-Id and API Gateway's request id, the
+    /// default) or STAGE=powertools (AWS Lambda Powertools' Logger JSON: only
+    /// API Gateway's request id, as `correlation_id`).
+    #[arg(long = "function-log", value_name = "STAGE=full|powertools")]
+    pub function_log: Vec<String>,
     /// Region of the emulated deployment.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
@@ -54,10 +62,10 @@ pub struct SandboxArgs {
     pub no_backend: bool,
     /// How long the control-plane configuration (stages, integration, function
     /// environment) is cached before it is read again from moto.
-    #[arg(long, default_value = "1s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub config_ttl: Duration,
     /// How often the log shipper sends batches to CloudWatch Logs.
-    #[arg(long, default_value = "200ms", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
     pub log_interval: Duration,
     /// Invocations whose logs may wait for the shipper; past it, logs are dropped
     /// (and counted) rather than slowing requests down.
@@ -65,9 +73,12 @@ pub struct SandboxArgs {
     pub log_buffer: usize,
 }
 
-/// The sandbox's own failures, each mapped to the crate's exit codes at the edge.
+/// The sandbox's own failures; [`SandboxError::exit_code`] maps them to the exit
+/// codes stagecheck documents (2 usage, 3 runtime).
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    #[error("{0}")]
+    Usage(String),
     #[error("{action}: {message}")]
     Aws { action: String, message: String },
     #[error("cannot listen on {addr}: {source}")]
@@ -79,23 +90,29 @@ pub enum SandboxError {
     Runtime(String),
 }
 
-impl From<SandboxError> for crate::Error {
-    fn from(err: SandboxError) -> Self {
-        match err {
-            SandboxError::Aws { .. } => crate::Error::Aws(err.to_string()),
-            other => crate::Error::Runtime(other.to_string()),
+impl SandboxError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SandboxError::Usage(_) => 2,
+            _ => 3,
         }
     }
+}
+
+/// Durations as users write them elsewhere in stagecheck: `30s`, `2m`, `250ms`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 250ms, 30s or 2m"))
 }
 
 /// The validated arguments: everything the running sandbox needs, checked once.
 #[derive(Debug)]
 pub struct Options {
-    pub endpoint: String,
+    pub endpoints: aws::Endpoints,
     pub listen: SocketAddr,
     pub region: String,
     pub faults: Faults,
     pub auth: HashMap<String, StageAuth>,
+    pub function_logs: HashMap<String, logs::FunctionLog>,
     pub credentials: aws::SandboxCredentials,
     pub no_backend: bool,
     pub config_ttl: Duration,
@@ -104,23 +121,12 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn from_args(args: SandboxArgs) -> crate::Result<Options> {
-        let usage = crate::Error::Usage;
-        let endpoint = args
-            .aws_endpoint
-            .filter(|e| !e.trim().is_empty())
-            .ok_or_else(|| {
-                usage(
-                    "the sandbox needs --aws-endpoint (or AWS_ENDPOINT_URL) pointing at moto: \
-                     it creates tables, functions and an API there"
-                        .into(),
-                )
-            })?;
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            return Err(usage(format!(
-                "--aws-endpoint {endpoint:?} is not a URL (expected e.g. http://127.0.0.1:5000)"
-            )));
-        }
+    pub fn from_args(args: SandboxArgs) -> Result<Options, SandboxError> {
+        let usage = SandboxError::Usage;
+        let endpoints = aws::Endpoints::resolve(args.aws_endpoint.as_deref(), |name| {
+            std::env::var(name).ok()
+        })
+        .map_err(usage)?;
         let listen: SocketAddr = args.listen.parse().map_err(|_| {
             usage(format!(
                 "--listen {:?} is not an address (expected e.g. 127.0.0.1:8080 or 127.0.0.1:0)",
@@ -130,6 +136,7 @@ impl Options {
         let faults = Faults::parse(&args.faults).map_err(usage)?;
         let credentials = aws::SandboxCredentials::from_env();
         let auth = auth::parse_auth_specs(&args.auth, &credentials).map_err(usage)?;
+        let function_logs = parse_function_logs(&args.function_log).map_err(usage)?;
         if args.region.trim().is_empty() {
             return Err(usage("--region must not be empty".into()));
         }
@@ -137,11 +144,12 @@ impl Options {
             return Err(usage("--log-buffer must be at least 1".into()));
         }
         Ok(Options {
-            endpoint: endpoint.trim_end_matches('/').to_string(),
+            endpoints,
             listen,
             region: args.region,
             faults,
             auth,
+            function_logs,
             credentials,
             no_backend: args.no_backend,
             config_ttl: args.config_ttl.max(Duration::from_millis(50)),
@@ -151,13 +159,30 @@ impl Options {
     }
 }
 
-pub fn main(args: SandboxArgs) -> crate::Result<()> {
+fn parse_function_logs(specs: &[String]) -> Result<HashMap<String, logs::FunctionLog>, String> {
+    let mut shapes = HashMap::new();
+    for spec in specs {
+        let parsed = spec
+            .split_once('=')
+            .and_then(|(stage, shape)| Some((stage.trim(), logs::FunctionLog::parse(shape.trim())?)))
+            .filter(|(stage, _)| !stage.is_empty());
+        let Some((stage, shape)) = parsed else {
+            return Err(format!(
+                "--function-log {spec:?}: expected STAGE=full or STAGE=powertools"
+            ));
+        };
+        shapes.insert(stage.to_string(), shape);
+    }
+    Ok(shapes)
+}
+
+pub fn main(args: SandboxArgs) -> Result<(), SandboxError> {
     let options = Options::from_args(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| crate::Error::Runtime(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(serve(options)).map_err(Into::into)
+        .map_err(|e| SandboxError::Runtime(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(serve(options))
 }
 
 async fn serve(options: Options) -> Result<(), SandboxError> {
@@ -176,6 +201,7 @@ async fn serve(options: Options) -> Result<(), SandboxError> {
         })?;
 
     let clients = aws::Clients::connect(&options).await;
+    eprintln!("sandbox: AWS endpoints: {}", options.endpoints.describe());
     let deployment = bootstrap::Deployment::new(&options.region);
     let report = bootstrap::bootstrap(&clients, &deployment, &options.faults).await?;
     eprintln!("sandbox: {report}");
@@ -186,10 +212,12 @@ async fn serve(options: Options) -> Result<(), SandboxError> {
     ));
     let routes = resolver.refresh().await?;
     eprintln!("sandbox: routing: {}", routes.describe());
-    for stage in options.auth.keys() {
+    let named = (options.auth.keys().map(|s| ("--auth", s)))
+        .chain(options.function_logs.keys().map(|s| ("--function-log", s)));
+    for (flag, stage) in named {
         if !routes.stages.contains_key(stage) {
             eprintln!(
-                "sandbox: warning: --auth names stage {stage}, which the users API does not have"
+                "sandbox: warning: {flag} names stage {stage}, which the users API does not have"
             );
         }
     }
@@ -219,7 +247,8 @@ async fn serve(options: Options) -> Result<(), SandboxError> {
         options.auth.clone(),
         options.credentials.clone(),
         options.region.clone(),
-    );
+    )
+    .with_function_logs(options.function_logs.clone());
     let app = dataplane::router(state);
 
     // An unspecified address is reachable on loopback; that is what we print.

@@ -1,5 +1,10 @@
 //! Starting moto (from the project's .venv) and the sandbox for tests, each on
 //! its own free loopback port, stopped on Drop; and SDK clients pointed at moto.
+//!
+//! Shared by the sandbox's tests and the product's (`tests/support` includes this
+//! file): each includer says where the workspace root is (`super::root()`) and how
+//! the sandbox is started (`super::sandbox_command()`: the `stagecheck-sandbox`
+//! binary here, `stagecheck sandbox` in the product's tests).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -149,9 +154,8 @@ impl Sandbox {
     /// Starts the sandbox and waits for its ready line; the error carries its stderr.
     pub fn try_launch(moto: &Moto, launch: Launch<'_>) -> Result<Sandbox, String> {
         let stderr = tempfile::NamedTempFile::new().expect("temp file");
-        let mut cmd = Command::new(super::bin());
+        let mut cmd = super::sandbox_command();
         cmd.args([
-            "sandbox",
             "--aws-endpoint",
             &moto.endpoint,
             "--listen",

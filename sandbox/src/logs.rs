@@ -62,6 +62,30 @@ pub fn epoch_ms(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
+/// What a function's own log line carries, per stage (`--function-log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FunctionLog {
+    /// The client's `X-Correlation-Id` header (when sent) and API Gateway's
+    /// request id, in one JSON line.
+    #[default]
+    Full,
+    /// What AWS Lambda Powertools' Logger writes with
+    /// `correlation_id_path=API_GATEWAY_REST`: `correlation_id` is
+    /// `requestContext.requestId` (the `x-amzn-RequestId` the client got), and no
+    /// client header at all, as most real functions log.
+    Powertools,
+}
+
+impl FunctionLog {
+    pub fn parse(text: &str) -> Option<FunctionLog> {
+        match text {
+            "full" => Some(FunctionLog::Full),
+            "powertools" => Some(FunctionLog::Powertools),
+            _ => None,
+        }
+    }
+}
+
 /// One invocation's facts, turned into Lambda's text lines.
 pub struct Invocation<'a> {
     pub lambda_request_id: &'a str,

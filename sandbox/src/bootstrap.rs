@@ -347,7 +347,8 @@ async fn ensure_function(
                 "index.py",
                 b"# Served by `stagecheck sandbox`: moto stores this package but never runs it.\n\
                   def handler(event, context):\n    raise NotImplementedError\n",
-            );
+            )
+            .map_err(SandboxError::Runtime)?;
             clients
                 .lambda
                 .create_function()

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::auth::{self, RequestParts, StageAuth};
 use super::aws::SandboxCredentials;
 use super::faults::FaultState;
-use super::logs::{Invocation, InvocationLog, LogSink};
+use super::logs::{FunctionLog, Invocation, InvocationLog, LogSink};
 use super::routing::{Resolver, Resource, Target};
 use super::user_service::{Call, Outcome, UserService};
 
@@ -39,6 +39,8 @@ pub struct Dataplane {
     region: String,
     /// Functions that already had their cold start in this process.
     warm: Mutex<HashSet<String>>,
+    /// The shape of the function's own log line, per stage (default: `Full`).
+    function_logs: HashMap<String, FunctionLog>,
 }
 
 impl Dataplane {
@@ -60,7 +62,13 @@ impl Dataplane {
             credentials,
             region,
             warm: Mutex::new(HashSet::new()),
+            function_logs: HashMap::new(),
         }
+    }
+
+    pub fn with_function_logs(mut self, function_logs: HashMap<String, FunctionLog>) -> Dataplane {
+        self.function_logs = function_logs;
+        self
     }
 
     fn cold_start(&self, function: &str) -> bool {
@@ -304,34 +312,57 @@ async fn invoke(
     let duration = t0.elapsed();
 
     if dp.logs.is_enabled() {
-        let x_correlation_id = req
-            .headers
-            .get("x-correlation-id")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(MAX_CORRELATION_ID_CHARS).collect::<String>());
-        let mut line = json!({
-            "timestamp": rfc3339(started),
-            "level": if outcome.crashed { "ERROR" } else { "INFO" },
-            "requestId": lambda_request_id,
-            "function_name": target.function,
-            "cold_start": cold,
-            "correlation_id": ids.request_id,
-            "stage": req.stage,
-            "table": target.table,
-            "operation": outcome.operation,
-            "method": req.method.as_str(),
-            "resource": req.resource.path(),
-            "status": outcome.status,
-            "message": outcome.message,
-        });
-        if let Some(map) = line.as_object_mut() {
-            if let Some(x) = x_correlation_id {
-                map.insert("x_correlation_id".into(), Value::String(x));
+        let shape = dp.function_logs.get(req.stage).copied().unwrap_or_default();
+        let line = match shape {
+            FunctionLog::Full => {
+                let x_correlation_id = req
+                    .headers
+                    .get("x-correlation-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.chars().take(MAX_CORRELATION_ID_CHARS).collect::<String>());
+                let mut line = json!({
+                    "timestamp": rfc3339(started),
+                    "level": if outcome.crashed { "ERROR" } else { "INFO" },
+                    "requestId": lambda_request_id,
+                    "function_name": target.function,
+                    "cold_start": cold,
+                    "correlation_id": ids.request_id,
+                    "stage": req.stage,
+                    "table": target.table,
+                    "operation": outcome.operation,
+                    "method": req.method.as_str(),
+                    "resource": req.resource.path(),
+                    "status": outcome.status,
+                    "message": outcome.message,
+                });
+                if let Some(map) = line.as_object_mut() {
+                    if let Some(x) = x_correlation_id {
+                        map.insert("x_correlation_id".into(), Value::String(x));
+                    }
+                    if let Some(id) = &outcome.user_id {
+                        map.insert("user_id".into(), Value::String(id.clone()));
+                    }
+                }
+                line
             }
-            if let Some(id) = &outcome.user_id {
-                map.insert("user_id".into(), Value::String(id.clone()));
-            }
-        }
+            // Powertools' Logger keys, as its JSON formatter writes them.
+            FunctionLog::Powertools => json!({
+                "level": if outcome.crashed { "ERROR" } else { "INFO" },
+                "location": "handler:42",
+                "message": outcome.message,
+                "timestamp": rfc3339(started),
+                "service": "user-service",
+                "cold_start": cold,
+                "function_name": target.function,
+                "function_memory_size": "128",
+                "function_arn": format!(
+                    "arn:aws:lambda:{}:123456789012:function:{}",
+                    dp.region, target.function
+                ),
+                "function_request_id": lambda_request_id,
+                "correlation_id": ids.request_id,
+            }),
+        };
         let invocation = Invocation {
             lambda_request_id: &lambda_request_id,
             started,
