@@ -138,7 +138,7 @@ fn header(s: &Summary) -> Option<String> {
                 "<li class=\"failed-threshold\">threshold <b>{}</b> failed{}</li>",
                 escape(&th.expr),
                 th.actual
-                    .map(|a| format!(": actual {}", super::number(a)))
+                    .map(|a| format!(": actual {}", crate::thresholds::format_actual(&th.expr, a)))
                     .unwrap_or_default()
             );
         }
@@ -570,7 +570,9 @@ fn thresholds(s: &Summary) -> Option<String> {
             } else {
                 ""
             },
-            th.actual.map(super::number).unwrap_or_default(),
+            th.actual
+                .map(|a| crate::thresholds::format_actual(&th.expr, a))
+                .unwrap_or_default(),
             if th.ok { "ok" } else { "bad" },
             if th.ok { "passed" } else { "FAILED" }
         );

@@ -71,7 +71,12 @@ pub fn render(summary: &Summary) -> String {
         for th in failed {
             let actual = th
                 .actual
-                .map(|a| format!(" (actual {})", super::number(a)))
+                .map(|a| {
+                    format!(
+                        " (actual {})",
+                        crate::thresholds::format_actual(&th.expr, a)
+                    )
+                })
                 .unwrap_or_default();
             let _ = writeln!(out, "- {}{actual}", escape(&th.expr));
         }
@@ -158,7 +163,10 @@ pub fn render(summary: &Summary) -> String {
                 if th.ok { "✅" } else { "❌" },
                 escape(&th.expr),
                 th.actual
-                    .map(|a| format!(" (actual {})", super::number(a)))
+                    .map(|a| format!(
+                        " (actual {})",
+                        crate::thresholds::format_actual(&th.expr, a)
+                    ))
                     .unwrap_or_default()
             );
         }
