@@ -116,11 +116,21 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         eprintln!("{}", plan.secrets.redact(&terminal::run_header(&plan)));
     }
     let mut live = progress::LiveProgress::new(quiet, plan.load.duration);
-    if let (Some(at), false) = (args.start_at, quiet) {
-        eprintln!(
-            "holding the traffic until {} (--start-at)",
-            crate::summary::rfc3339(at)
-        );
+    if let Some(at) = args.start_at {
+        match at.duration_since(std::time::SystemTime::now()) {
+            Ok(_) if !quiet => eprintln!(
+                "holding the traffic until {} (--start-at)",
+                crate::summary::rfc3339(at)
+            ),
+            Ok(_) => {}
+            // Late even with --quiet: it explains a start skew the merge will refuse.
+            Err(late) if late.duration() > std::time::Duration::from_secs(1) => eprintln!(
+                "--start-at {} passed {:.1}s ago: starting now",
+                crate::summary::rfc3339(at),
+                late.duration().as_secs_f64()
+            ),
+            Err(_) => {}
+        }
     }
     let result = engine::run(plan.clone(), args.start_at, &mut |p| live.update(p));
     live.finish();

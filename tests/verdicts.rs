@@ -520,3 +520,37 @@ fn overflow_past_the_backlog_is_dropped_and_progress_agrees_with_the_total() {
         .unwrap_or(u64::MAX);
     assert!(shown > 0 && shown <= dropped, "{last} vs total {dropped}");
 }
+
+#[test]
+fn reports_say_why_a_run_did_not_pass() {
+    let server = TestServer::with_delay(Duration::from_secs(2));
+    let body = one_step(
+        &server.url(),
+        "/ping",
+        "model = \"closed\"\nvus = 1\nduration = \"200ms\"\ngrace = \"200ms\"",
+        "",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("s.md");
+    let html = dir.path().join("s.html");
+    let (output, summary) = run_scenario(
+        &body,
+        &[
+            "-q",
+            "--markdown",
+            md.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert_eq!(summary["passed"], false);
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        md.contains("❌ FAIL") && md.contains("Not passed: no request completed"),
+        "{md}"
+    );
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert!(html.contains("Not passed: no request completed"));
+}

@@ -124,6 +124,14 @@ fn header(s: &Summary) -> Option<String> {
     if let Some(why) = &s.stopped_by {
         let _ = writeln!(out, "<p class=\"meta\">Stopped early: {}</p>", escape(why));
     }
+    // Said by stopped_by above when the run did not finish.
+    for reason in s
+        .reasons
+        .iter()
+        .filter(|r| !r.starts_with("the run did not finish"))
+    {
+        let _ = writeln!(out, "<p class=\"meta\">Not passed: {}</p>", escape(reason));
+    }
     if let Some(note) = s.throttling_note() {
         let _ = writeln!(out, "<p class=\"meta\">Throttling: {}</p>", escape(&note));
     }

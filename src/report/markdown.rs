@@ -44,6 +44,13 @@ pub fn render(summary: &Summary) -> String {
     if let Some(why) = &summary.stopped_by {
         let _ = writeln!(out, "Stopped early: {}\n", escape(why));
     }
+    for reason in summary
+        .reasons
+        .iter()
+        .filter(|r| !r.starts_with("the run did not finish"))
+    {
+        let _ = writeln!(out, "Not passed: {}\n", escape(reason));
+    }
     if let Some(note) = summary.throttling_note() {
         let _ = writeln!(out, "> **Throttling:** {}\n", escape(&note));
     }
