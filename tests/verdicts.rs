@@ -528,7 +528,7 @@ fn reports_say_why_a_run_did_not_pass() {
         &server.url(),
         "/ping",
         "model = \"closed\"\nvus = 1\nduration = \"200ms\"\ngrace = \"200ms\"",
-        "",
+        "checks = [{ status = [200] }]\n",
     );
     let dir = tempfile::tempdir().unwrap();
     let md = dir.path().join("s.md");
@@ -553,4 +553,6 @@ fn reports_say_why_a_run_did_not_pass() {
     );
     let html = std::fs::read_to_string(&html).unwrap();
     assert!(html.contains("Not passed: no request completed"));
+    assert!(md.contains("❌ get: status in \\[200\\] (not run)"), "{md}");
+    assert!(html.contains("not run: the step never got an answer"));
 }

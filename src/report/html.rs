@@ -532,9 +532,13 @@ fn checks(s: &Summary) -> Option<String> {
             escape(&c.step),
             escape(&c.name),
             c.passed,
-            if c.failed > 0 { "bad" } else { "" },
+            if c.failed > 0 || !c.ran() { "bad" } else { "" },
             c.failed,
-            escape(c.example_failure.as_deref().unwrap_or(""))
+            if c.ran() {
+                escape(c.example_failure.as_deref().unwrap_or(""))
+            } else {
+                "not run: the step never got an answer".to_string()
+            }
         );
     }
     out.push_str("</table>\n</section>\n");

@@ -178,6 +178,16 @@ pub fn render(summary: &Summary) -> String {
             );
         }
         for c in &summary.checks.details {
+            if !c.ran() {
+                // 0/0 is not a pass: the check never saw an answer.
+                let _ = writeln!(
+                    out,
+                    "- ❌ {}: {} (not run)",
+                    escape(&c.step),
+                    escape(&c.name)
+                );
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "- {} {}: {} ({}/{})",
