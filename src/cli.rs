@@ -96,6 +96,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
 
+    /// Hold the traffic until this time: RFC 3339 (`2026-12-01T22:00:00Z`) or
+    /// `+30s` from now. Shards given one time start together.
+    #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
+    pub start_at: Option<std::time::SystemTime>,
+
     /// How long in-flight iterations may finish after the end or an interrupt.
     #[arg(long, value_parser = parse_duration)]
     pub grace: Option<std::time::Duration>,
@@ -224,6 +229,24 @@ pub struct MergeArgs {
     /// No terminal report.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Refuse shards that started further apart than this (they did not send
+    /// the scenario's load together); start them with `run --start-at`.
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "1s")]
+    pub max_start_skew: std::time::Duration,
+}
+
+/// `--start-at`: an RFC 3339 time, or `+D` (a duration) from now.
+pub fn parse_start_at(s: &str) -> Result<std::time::SystemTime, String> {
+    let s = s.trim();
+    if let Some(after) = s.strip_prefix('+') {
+        return parse_duration(after).map(|d| std::time::SystemTime::now() + d);
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(std::time::SystemTime::from)
+        .map_err(|e| {
+            format!("invalid time {s:?}: {e} (use RFC 3339, e.g. 2026-12-01T22:00:00Z, or +30s from now)")
+        })
 }
 
 /// Durations as users write them elsewhere: `250ms`, `30s`, `2m`, `1h 30m`.
@@ -246,6 +269,24 @@ mod tests {
         assert_eq!(parse_duration(" 1h 30m "), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("soon").unwrap_err().contains("use e.g."));
         assert!(parse_duration("10").is_err(), "a bare number is ambiguous");
+    }
+
+    #[test]
+    fn start_times_as_rfc_3339_or_from_now() {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        let at = super::parse_start_at("2026-12-01T22:00:00Z").unwrap();
+        assert_eq!(
+            at.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            1_796_162_400
+        );
+        let soon = super::parse_start_at("+30s").unwrap();
+        let ahead = soon.duration_since(SystemTime::now()).unwrap();
+        assert!(ahead > Duration::from_secs(29) && ahead <= Duration::from_secs(30));
+        assert!(
+            super::parse_start_at("tomorrow")
+                .unwrap_err()
+                .contains("RFC 3339")
+        );
     }
 
     proptest! {

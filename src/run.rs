@@ -68,6 +68,16 @@ pub fn overrides(args: &RunArgs) -> Overrides {
 
 pub fn run(args: &RunArgs) -> Result<i32> {
     let mut plan = scenario::load(&args.file, &overrides(args))?;
+    // A flag naming a file that is not there is the user's to fix (exit 2),
+    // not the target's fault.
+    if let Some(path) = &args.ca_cert
+        && let Err(e) = std::fs::metadata(path)
+    {
+        return Err(Error::Usage(format!(
+            "--ca-cert {}: cannot read the file ({e})",
+            path.display()
+        )));
+    }
     if plan.auth.kind() == crate::auth::AuthKind::Iam {
         load_credentials(&mut plan)?;
     }
@@ -106,7 +116,23 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         eprintln!("{}", plan.secrets.redact(&terminal::run_header(&plan)));
     }
     let mut live = progress::LiveProgress::new(quiet, plan.load.duration);
-    let result = engine::run(plan.clone(), &mut |p| live.update(p));
+    if let Some(at) = args.start_at {
+        match at.duration_since(std::time::SystemTime::now()) {
+            Ok(_) if !quiet => eprintln!(
+                "holding the traffic until {} (--start-at)",
+                crate::summary::rfc3339(at)
+            ),
+            Ok(_) => {}
+            // Late even with --quiet: it explains a start skew the merge will refuse.
+            Err(late) if late.duration() > std::time::Duration::from_secs(1) => eprintln!(
+                "--start-at {} passed {:.1}s ago: starting now",
+                crate::summary::rfc3339(at),
+                late.duration().as_secs_f64()
+            ),
+            Err(_) => {}
+        }
+    }
+    let result = engine::run(plan.clone(), args.start_at, &mut |p| live.update(p));
     live.finish();
     let result = result?;
     let ended_at = std::time::SystemTime::now();
@@ -137,6 +163,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             None => {
                 summary.partial = true;
                 summary.stopped_by = Some("verification interrupted by SIGINT".into());
+                summary.judge(&plan.thresholds);
             }
         }
     }
@@ -167,7 +194,8 @@ fn load_credentials(plan: &mut scenario::Plan) -> Result<()> {
     runtime.block_on(plan.auth.load(&aws))
 }
 
-/// An interrupted run never passes: it did not do what the scenario asked.
+/// The exit code of a verdict: `passed` already says no for an interrupted
+/// run; `partial` is read too for summaries written before it did.
 pub fn outcome(summary: &Summary) -> i32 {
     if summary.passed && !summary.partial {
         exit::PASS

@@ -37,6 +37,10 @@ pub struct Summary {
     /// For a merged summary: the runs it was merged from (`run_id` and shard).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merged_from: Vec<String>,
+    /// For a merged summary: seconds between the first and the last shard's
+    /// start. Shards far apart did not send the scenario's load together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_skew_s: Option<f64>,
     pub totals: Totals,
     pub steps: Vec<StepSummary>,
     pub checks: ChecksSummary,
@@ -47,8 +51,13 @@ pub struct Summary {
     /// Backend verification and stage isolation, when the scenario asks for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifySummary>,
-    /// Every check and threshold passed.
+    /// Every check and threshold passed, and the run did what it claims: it
+    /// finished, and completed at least one request. Agrees with the exit code.
     pub passed: bool,
+    /// Why the run did not pass besides its thresholds (interrupted, shards
+    /// missing, no request completed), one sentence each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,9 +72,23 @@ pub struct Totals {
     /// Iterations per second the profile asked for at its peak (open model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_rate: Option<f64>,
+    /// Iterations started: `completed_iterations + failed_iterations +
+    /// interrupted_iterations`.
     pub iterations: u64,
+    /// Every step answered and accepted.
+    #[serde(default)]
+    pub completed_iterations: u64,
+    /// A request failed, or the iteration ended early (transport error,
+    /// missing capture).
+    #[serde(default)]
+    pub failed_iterations: u64,
+    /// Due but not started because the backlog was full.
     pub dropped_iterations: u64,
+    /// In flight when the grace period ran out.
     pub interrupted_iterations: u64,
+    /// Due but still waiting in the backlog for a free VU when the run ended.
+    #[serde(default)]
+    pub unstarted_iterations: u64,
     pub errors: ErrorCounts,
     pub latency_ms: LatencySummary,
     /// How late iterations started against their schedule (open model).
@@ -100,7 +123,28 @@ pub struct StepSummary {
 pub struct ChecksSummary {
     pub passed: u64,
     pub failed: u64,
+    /// Checks that never ran (their step never got an answer): each counts
+    /// once against the `checks` rule.
+    #[serde(default)]
+    pub not_run: u64,
     pub details: Vec<CheckSummary>,
+}
+
+impl ChecksSummary {
+    pub fn new(details: Vec<CheckSummary>) -> ChecksSummary {
+        ChecksSummary {
+            passed: details.iter().map(|c| c.passed).sum(),
+            failed: details.iter().map(|c| c.failed).sum(),
+            not_run: details.iter().filter(|c| !c.ran()).count() as u64,
+            details,
+        }
+    }
+}
+
+impl CheckSummary {
+    pub fn ran(&self) -> bool {
+        self.passed + self.failed > 0
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -256,39 +300,60 @@ impl Summary {
             stopped_by: facts.stopped_by.clone(),
             shard: plan.shard.label(),
             merged_from: Vec::new(),
+            start_skew_s: None,
             totals: Totals {
                 requests: metrics.requests(),
                 failed: metrics.failed(),
                 throttled: steps.iter().map(|s| s.throttled).sum(),
                 rps: metrics.requests() as f64 / secs,
                 target_rate: plan.load.peak_rate(),
-                iterations: metrics.iterations_completed,
+                iterations: metrics.iterations_started,
+                completed_iterations: metrics.iterations_completed,
+                failed_iterations: metrics.iterations_failed,
                 dropped_iterations: metrics.dropped_iterations,
                 interrupted_iterations: metrics.interrupted_iterations,
+                unstarted_iterations: metrics.unstarted_iterations,
                 errors,
                 latency_ms: LatencySummary::from_histogram_us(&overall),
                 schedule_lag_ms: LatencySummary::from_histogram_us(&metrics.schedule_lag_us),
                 histogram: encode(&overall),
             },
             steps,
-            checks: ChecksSummary {
-                passed: details.iter().map(|c| c.passed).sum(),
-                failed: details.iter().map(|c| c.failed).sum(),
-                details,
-            },
+            checks: ChecksSummary::new(details),
             thresholds: Vec::new(),
             timeline: facts.timeline.clone(),
             verify: None,
             passed: true,
+            reasons: Vec::new(),
         };
         summary.judge(&plan.thresholds);
         summary
     }
 
-    /// Evaluates the rules on what the summary holds now.
+    /// The verdict, from what the summary holds now: the rules, and whether
+    /// the run did what it claims. Run, merge and report all judge here.
     pub fn judge(&mut self, rules: &[crate::thresholds::Threshold]) {
         self.thresholds = crate::thresholds::evaluate(rules, self);
-        self.passed = self.thresholds.iter().all(|t| t.ok);
+        self.reasons.clear();
+        if self.partial {
+            self.reasons.push(match &self.stopped_by {
+                Some(why) => format!("the run did not finish: {why}"),
+                None => "the run did not finish".to_string(),
+            });
+        }
+        if self.totals.requests == 0 {
+            // Nothing measured proves nothing, whatever the rules say.
+            let interrupted = self.totals.interrupted_iterations;
+            self.reasons.push(if interrupted > 0 {
+                format!(
+                    "no request completed: {interrupted} iteration{} in flight when the grace period ran out",
+                    if interrupted == 1 { " was" } else { "s were" }
+                )
+            } else {
+                "no request completed".to_string()
+            });
+        }
+        self.passed = self.reasons.is_empty() && self.thresholds.iter().all(|t| t.ok);
     }
 
     /// A note on API Gateway's default throttling limits when the run came
@@ -358,6 +423,7 @@ pub struct DynamoVerify {
     pub sampled: bool,
     /// Distinct keys read back.
     pub checked: u64,
+    /// Items that exist, with the written attributes or not.
     pub found: u64,
     pub missing: u64,
     pub mismatched: u64,

@@ -42,6 +42,21 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// Whether `step.metric` means something: verification and dropped
+    /// iterations are measured for the whole run only, so a step prefix on
+    /// them would read a whole-run figure under a step's name.
+    pub fn per_step(self) -> bool {
+        matches!(
+            self,
+            Metric::Latency(_)
+                | Metric::ErrorRate
+                | Metric::Checks
+                | Metric::Requests
+                | Metric::Failed
+                | Metric::Rps
+        )
+    }
+
     /// Read from backend verification, which exists only after the traffic.
     pub fn is_verification(self) -> bool {
         matches!(
@@ -65,6 +80,17 @@ pub enum Op {
 }
 
 impl Op {
+    pub fn token(self) -> &'static str {
+        match self {
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Eq => "==",
+            Op::Ne => "!=",
+        }
+    }
+
     fn holds(self, actual: f64, limit: f64) -> bool {
         // Rates and latencies are derived by division: compare with a little
         // tolerance so `checks == 100%` means what it says.
@@ -156,6 +182,13 @@ impl Threshold {
                 steps.join(", ")
             )));
         }
+        if step.is_some() && !metric.per_step() {
+            return Err(err(format!(
+                "`{expr}`: {metric_name} is measured for the whole run, not per step; write `{metric_name} {} {}`",
+                op.token(),
+                rhs.trim()
+            )));
+        }
         let limit = parse_limit(metric, rhs.trim()).map_err(|m| err(format!("`{expr}`: {m}")))?;
         Ok(Threshold {
             expr: expr.trim().to_string(),
@@ -200,16 +233,21 @@ impl Threshold {
             },
             Metric::ErrorRate => percent(failed, requests),
             Metric::Checks => {
-                let (passed, failed) = match &self.step {
-                    None => (summary.checks.passed, summary.checks.failed),
-                    Some(name) => summary
-                        .checks
-                        .details
-                        .iter()
-                        .filter(|c| &c.step == name)
-                        .fold((0, 0), |(p, f), c| (p + c.passed, f + c.failed)),
-                };
-                if passed + failed == 0 {
+                // A check that never ran proved nothing: it counts once
+                // against the rule, so `checks == 100%` cannot pass on 0/0.
+                let in_scope = summary
+                    .checks
+                    .details
+                    .iter()
+                    .filter(|c| self.step.as_ref().is_none_or(|name| &c.step == name));
+                let (mut passed, mut failed, mut checks) = (0, 0, 0);
+                for c in in_scope {
+                    checks += 1;
+                    passed += c.passed;
+                    failed += c.failed + u64::from(c.passed + c.failed == 0);
+                }
+                if checks == 0 {
+                    // Nothing to check in this scope: nothing failed.
                     100.0
                 } else {
                     percent(passed, passed + failed)
@@ -317,6 +355,44 @@ fn parse_limit(metric: Metric, text: &str) -> Result<f64, String> {
             Ok(v)
         }
         Metric::Rps => number(text.strip_suffix("/s").unwrap_or(text)),
+    }
+}
+
+/// A measured value in the unit its rule was written in, as reports print it:
+/// `p99 < 1s` measured 5 983 ms reads `5.983s`, `error_rate < 1%` reads `2.5%`.
+pub fn format_actual(expr: &str, actual: f64) -> String {
+    // As reports print numbers: whole ones bare, others to 3 decimals.
+    let number = |v: f64| {
+        if v.fract() == 0.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.3}")
+        }
+    };
+    let Some((lhs, _, rhs)) = split_op(expr) else {
+        return number(actual);
+    };
+    let lhs = lhs.trim();
+    let name = lhs.rsplit_once('.').map_or(lhs, |(_, m)| m.trim());
+    let metric = parse_metric(lhs).or_else(|| parse_metric(name));
+    let rhs = rhs.trim();
+    match metric {
+        Some(Metric::Latency(_)) => {
+            if rhs.ends_with("ms") {
+                format!("{}ms", number(actual))
+            } else if rhs.ends_with("us") || rhs.ends_with("µs") {
+                format!("{}us", number(actual * 1000.0))
+            } else if rhs.ends_with('s') {
+                format!("{}s", number(actual / 1000.0))
+            } else if rhs.ends_with('m') {
+                format!("{}m", number(actual / 60_000.0))
+            } else {
+                format!("{}ms", number(actual))
+            }
+        }
+        Some(Metric::ErrorRate | Metric::Checks) => format!("{}%", number(actual)),
+        Some(Metric::Rps) => format!("{}/s", number(actual)),
+        _ => number(actual),
     }
 }
 

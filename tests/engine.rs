@@ -25,7 +25,7 @@ table_prefix = "test-"
 {load}
 
 [headers]
-X-Correlation-Id = "{{{{run_id}}}}-{{{{seq}}}}"
+X-Team = "platform"
 
 [[steps]]
 name = "create_user"

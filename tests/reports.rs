@@ -32,7 +32,7 @@ rate = 20
 duration = "3s"
 
 [headers]
-X-Correlation-Id = "{{{{run_id}}}}-{{{{seq}}}}"
+X-Team = "platform"
 
 [[steps]]
 name = "create_user"
@@ -421,13 +421,19 @@ fn shards_merge_into_what_the_server_saw() {
         &scenario(&server.url(), "crud", PASSING_RULES),
     );
     let p = |name: &str| dir.path().join(name);
-    // Both shards at once, as two machines would run them.
+    // Both shards at once, as two machines would run them, given one start.
+    let start_at = humantime::format_rfc3339_millis(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(2),
+    )
+    .to_string();
     let shard = |i: u32| {
         let out = p(&format!("shard{i}.json"));
         let mut cmd = stagecheck();
         cmd.arg("run").arg(&file).args([
             "--shard",
             &format!("{i}/2"),
+            "--start-at",
+            &start_at,
             "--out",
             path_str(&out),
             "-q",
@@ -449,6 +455,10 @@ fn shards_merge_into_what_the_server_saw() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("PASS"));
+    // Held until one time, the shards started together.
+    let skew = read_json(&merged_path)["start_skew_s"].as_f64().unwrap();
+    assert!(skew < 0.2, "shards started {skew} s apart");
+    assert!(text(&out.stdout).contains("merged from 2 shards, started 0.0"));
 
     let (s1, s2, merged) = (
         read_json(&p("shard1.json")),

@@ -17,6 +17,20 @@ fn run_crud(
     load: &str,
     args: &[&str],
 ) -> (i32, serde_json::Value, String) {
+    run_crud_expecting(moto, sandbox, dir, extra_verify, load, args, "user-")
+}
+
+/// As `run_crud`, expecting the written items' `Name` to start with
+/// `name_prefix` (the function writes `user-…`).
+fn run_crud_expecting(
+    moto: &Moto,
+    sandbox: &Sandbox,
+    dir: &std::path::Path,
+    extra_verify: &str,
+    load: &str,
+    args: &[&str],
+    name_prefix: &str,
+) -> (i32, serde_json::Value, String) {
     let scenario = format!(
         r#"
 name = "crud-verify"
@@ -46,7 +60,7 @@ body = {{ Id = "{{{{uuid}}}}", Name = "user-{{{{seq}}}}", RunId = "{{{{run_id}}}
 checks = [{{ status = [200, 201] }}]
   [steps.writes]
   key = {{ Id = "{{{{uuid}}}}" }}
-  attributes = {{ Name = "user-{{{{seq}}}}", RunId = "{{{{run_id}}}}" }}
+  attributes = {{ Name = "{name_prefix}{{{{seq}}}}", RunId = "{{{{run_id}}}}" }}
 
 [[steps]]
 name = "get_user"
@@ -54,6 +68,7 @@ method = "GET"
 path = "/user/{{{{uuid}}}}"
 "#,
         base = sandbox.base_url,
+        name_prefix = name_prefix,
         extra_verify = if extra_verify.contains("logs_deadline") {
             extra_verify.to_string()
         } else {
@@ -350,6 +365,59 @@ fn writes_beyond_the_cap_are_sampled_and_the_summary_says_so() {
     assert_eq!(d["found"], 25);
     assert_eq!(d["sampled"], true);
     assert!(out.contains("a uniform sample of 25 of 80 writes"), "{out}");
+}
+
+#[test]
+fn items_with_other_attributes_are_found_and_counted_as_mismatched() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    // The function writes `user-SEQ`; the scenario expects `other-SEQ`.
+    let (code, s, out) = run_crud_expecting(
+        &moto,
+        &sandbox,
+        dir.path(),
+        "logs = false",
+        "iterations = 20\nrate = 20",
+        &[],
+        "other-",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(s["passed"], false);
+    let d = &s["verify"]["dynamodb"];
+    assert_eq!(
+        (d["checked"].as_u64(), d["found"].as_u64()),
+        (Some(20), Some(20))
+    );
+    assert_eq!(d["mismatched"], 20);
+    assert_eq!(d["missing"], 0);
+    assert!(
+        out.contains("20 of 20 written items found, 20 with other attributes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("✗ mismatched_writes == 0 (actual 20) [default]"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_writes_cap_does_not_cut_log_checking() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (code, s, out) = run_crud(
+        &moto,
+        &sandbox,
+        dir.path(),
+        "max_recorded_writes = 5",
+        "rate = 20\nduration = \"1s\"",
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(s["verify"]["dynamodb"]["recorded"], 5);
+    assert_eq!(s["verify"]["logs"]["checked"], s["totals"]["requests"]);
+    assert_eq!(s["totals"]["requests"], 40);
 }
 
 #[test]

@@ -161,19 +161,38 @@ fn tls_config(options: &TlsOptions) -> Result<rustls::ClientConfig, ConnectError
     } else {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(path) = &options.ca_cert {
-            add_pem_certificates(&mut roots, path)?;
+        let given = match &options.ca_cert {
+            Some(path) => add_pem_certificates(&mut roots, path)?,
+            None => Vec::new(),
+        };
+        if given.is_empty() {
+            builder.with_root_certificates(roots).with_no_client_auth()
+        } else {
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| ConnectError::TlsConfig(e.to_string()))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(GivenOrWebPki {
+                    webpki,
+                    given,
+                    provider,
+                }))
+                .with_no_client_auth()
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 
+/// Adds the file's certificates to `roots`; returns them.
 fn add_pem_certificates(
     roots: &mut rustls::RootCertStore,
     path: &std::path::Path,
-) -> Result<(), ConnectError> {
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, ConnectError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let err = |message: String| ConnectError::CaCert {
@@ -181,16 +200,85 @@ fn add_pem_certificates(
         message,
     };
     let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let mut added = 0;
+    let mut added = Vec::new();
     for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|e| err(e.to_string()))?;
-        roots.add(cert).map_err(|e| err(e.to_string()))?;
-        added += 1;
+        roots.add(cert.clone()).map_err(|e| err(e.to_string()))?;
+        added.push(cert);
     }
-    if added == 0 {
+    if added.is_empty() {
         return Err(err("no PEM certificate in the file".into()));
     }
-    Ok(())
+    Ok(added)
+}
+
+/// `--ca-cert`: certificates the user gave are trusted as roots, and also as
+/// the server's own certificate byte for byte. A self-signed certificate made
+/// with `openssl req -x509` is marked as a CA, which webpki refuses as a
+/// server's (`CaUsedAsEndEntity`); when it is exactly the one the user gave,
+/// it is the one they mean to trust. The handshake's signatures are still
+/// checked against it, so only its key's holder passes.
+#[derive(Debug)]
+struct GivenOrWebPki {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    given: Vec<rustls::pki_types::CertificateDer<'static>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for GivenOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self
+            .webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Ok(verified) => Ok(verified),
+            Err(_) if self.given.iter().any(|c| c.as_ref() == end_entity.as_ref()) => {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// `--insecure`: the user asked to skip verification (self-signed test stages).

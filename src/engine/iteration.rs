@@ -67,8 +67,22 @@ pub struct IterationContext<'a> {
     pub record: RecordWhat,
 }
 
+/// Runs one iteration and counts how it ended: completed (every step
+/// answered and accepted) or failed (a request failed, or it ended early).
 pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
+    let completed = steps(cx, vu, due).await;
+    let mut metrics = cx.metrics.borrow_mut();
+    if completed {
+        metrics.iterations_completed += 1;
+    } else {
+        metrics.iterations_failed += 1;
+    }
+}
+
+/// The steps in order; `false` when a request failed or the iteration ended early.
+async fn steps(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) -> bool {
     let plan = cx.plan;
+    let mut all_accepted = true;
     vu.iterations += 1;
     vu.captures.iter_mut().for_each(|c| *c = None);
     let uuid_text = if plan.uses_uuid {
@@ -108,7 +122,7 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
                     us,
                     0,
                 );
-                return;
+                return false;
             }
         };
         plan.auth.apply(&mut request);
@@ -124,7 +138,7 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
             Ok(answer) => answer,
             Err(error) => {
                 cx.metrics.borrow_mut().steps[index].record_error(error, latency_us, service_us);
-                return;
+                return false;
             }
         };
         let status = answer.status.as_u16();
@@ -132,6 +146,7 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
             Some(codes) => !codes.contains(&status),
             None => status >= 400,
         };
+        all_accepted &= !failed;
         let json = if step.needs_json {
             serde_json::from_slice::<serde_json::Value>(&answer.body).ok()
         } else {
@@ -193,11 +208,11 @@ pub async fn run(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) {
         }
         if !captured_all {
             // Later steps would send requests built from missing values.
-            return;
+            return false;
         }
         step_due = done;
     }
-    cx.metrics.borrow_mut().iterations_completed += 1;
+    all_accepted
 }
 
 /// API Gateway answers 403 (no route, no auth) and 429 (throttled) itself,

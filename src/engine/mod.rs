@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod iteration;
+mod panics;
 pub mod schedule;
 pub mod timer;
 pub mod worker;
@@ -22,6 +23,9 @@ use crate::scenario::Plan;
 use crate::summary::{Detail, RunFacts, Summary, TimelinePoint};
 use client::Connector;
 use worker::{Phase, WorkerMessage, WorkerSetup};
+
+/// Worker threads are named this and their index, so a panic names its worker.
+const WORKER_THREAD_PREFIX: &str = "stagecheck-worker-";
 
 /// How long connecting may take before it counts as a connect error.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,10 +55,10 @@ struct Collected {
 }
 
 impl Collected {
-    fn new(cap: usize) -> Collected {
+    fn new(writes: usize, invocations: usize) -> Collected {
         Collected {
-            writes: Reservoir::new(cap),
-            invocations: Reservoir::new(cap),
+            writes: Reservoir::new(writes),
+            invocations: Reservoir::new(invocations),
         }
     }
 
@@ -102,20 +106,39 @@ fn plan_timeout(plan: &Plan) -> Duration {
         .unwrap_or(CONNECT_TIMEOUT)
 }
 
-/// Runs the plan to its end or until stopped; `progress` is called once a second.
-pub fn run(plan: Arc<Plan>, progress: &mut dyn FnMut(&Progress)) -> Result<RunResult, Error> {
+/// Runs the plan to its end or until stopped; `progress` is called once a
+/// second. With `start_at`, the traffic waits until then (after the target
+/// answered), so shards given one time start together.
+pub fn run(
+    plan: Arc<Plan>,
+    start_at: Option<SystemTime>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<RunResult, Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(coordinate(plan, progress))
+    runtime.block_on(coordinate(plan, start_at, progress))
 }
 
 async fn coordinate(
     plan: Arc<Plan>,
+    start_at: Option<SystemTime>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<RunResult, Error> {
     let connector = Arc::new(preflight(&plan).await?);
+    let mut signals = Signals::new();
+    if let Some(wait) = start_at.and_then(|at| at.duration_since(SystemTime::now()).ok()) {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            name = signals.next() => {
+                return Err(Error::Runtime(format!(
+                    "interrupted by {name} while waiting for --start-at; no traffic was sent"
+                )));
+            }
+        }
+        signals.count = 0;
+    }
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let (report_tx, mut report_rx) = mpsc::unbounded_channel();
     let started_at = SystemTime::now();
@@ -135,7 +158,7 @@ async fn coordinate(
             claimed: claimed.clone(),
         };
         let handle = std::thread::Builder::new()
-            .name(format!("stagecheck-worker-{index}"))
+            .name(format!("{WORKER_THREAD_PREFIX}{index}"))
             .spawn(move || worker::run(setup))
             .map_err(|e| Error::Runtime(format!("cannot start a worker thread: {e}")))?;
         handles.push(handle);
@@ -143,7 +166,10 @@ async fn coordinate(
     drop(report_tx);
 
     let mut totals = Metrics::new(plan.steps.len(), plan.check_count());
-    let mut collected = Collected::new(plan.verify.max_recorded_writes);
+    let mut collected = Collected::new(
+        plan.verify.max_recorded_writes,
+        plan.verify.max_recorded_invocations,
+    );
     let mut seconds: BTreeMap<u64, (usize, Metrics)> = BTreeMap::new();
     let mut timeline = Vec::new();
     let mut done = 0;
@@ -151,9 +177,13 @@ async fn coordinate(
     let mut partial = false;
     let end = start + plan.load.duration;
     let mut stop_deadline: Option<Instant> = None;
-    let mut signals = Signals::new();
 
+    panics::install();
     while done < threads {
+        if panics::any() {
+            // Stop the others at once: the run can no longer be judged.
+            let _ = phase_tx.send(Phase::Abort);
+        }
         let grace_over = async {
             match stop_deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -232,8 +262,17 @@ async fn coordinate(
         }
     }
     let elapsed = start.elapsed();
-    for handle in handles {
-        let _ = handle.join();
+    for (index, handle) in handles.into_iter().enumerate() {
+        if let Err(payload) = handle.join() {
+            panics::record(index, panics::message(payload.as_ref()));
+        }
+    }
+    // A worker that panicked took its share of the load with it: the numbers
+    // are a fraction of the run and must not be judged as the whole.
+    if let Some(first) = panics::take().into_iter().next() {
+        return Err(Error::Runtime(format!(
+            "{first}; the run is incomplete, so no summary is judged"
+        )));
     }
     // Seconds some worker never completed (the last, partial one) still count.
     for (tick, (_, second)) in seconds {

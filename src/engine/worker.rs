@@ -168,6 +168,8 @@ impl Worker {
     }
 
     async fn run_iteration(&self, vu: &mut Vu, due: Due) {
+        #[cfg(debug_assertions)]
+        self.test_panic(vu);
         self.busy.set(self.busy.get() + 1);
         self.metrics.borrow_mut().iterations_started += 1;
         iteration::run(&self.context(), vu, due).await;
@@ -176,6 +178,18 @@ impl Worker {
         // waking it on every iteration would cost a lock per request.
         if self.busy.get() == 0 {
             self.idle_changed.notify_waiters();
+        }
+    }
+
+    /// Debug builds only: `STAGECHECK_TEST_PANIC_WORKER=I` makes worker I
+    /// panic in a VU's third iteration, so tests can prove a panic ends the run.
+    #[cfg(debug_assertions)]
+    fn test_panic(&self, vu: &Vu) {
+        let target = std::env::var("STAGECHECK_TEST_PANIC_WORKER")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok());
+        if target == Some(self.setup.index) && vu.iterations == 2 {
+            panic!("test panic in a VU of worker {}", self.setup.index);
         }
     }
 
@@ -229,8 +243,10 @@ impl Worker {
                 _ = phase.wait_for(|p| *p != Phase::Running) => {}
             }
         }
+        // Dropped means overflow past the backlog (counted as it happens, so
+        // progress and total agree); these were due and waited in it.
         let left = pool.close();
-        self.metrics.borrow_mut().dropped_iterations += left;
+        self.metrics.borrow_mut().unstarted_iterations += left;
         self.wait_idle().await;
     }
 

@@ -145,8 +145,16 @@ pub struct Metrics {
     /// Indexed like the plan's flattened check list.
     pub checks: Vec<CheckCounts>,
     pub iterations_started: u64,
+    /// Every step answered and accepted.
     pub iterations_completed: u64,
+    /// A request failed, or the iteration ended early (transport error,
+    /// missing capture).
+    pub iterations_failed: u64,
+    /// Overflow past the backlog: due, never started.
     pub dropped_iterations: u64,
+    /// Due within the run but still waiting in the backlog for a free VU
+    /// when it ended: never started, not dropped.
+    pub unstarted_iterations: u64,
     /// In flight when the grace period ran out.
     pub interrupted_iterations: u64,
     /// How late iterations started against their intended time (open model).
@@ -162,7 +170,9 @@ impl Metrics {
             checks: vec![CheckCounts::default(); checks],
             iterations_started: 0,
             iterations_completed: 0,
+            iterations_failed: 0,
             dropped_iterations: 0,
+            unstarted_iterations: 0,
             interrupted_iterations: 0,
             schedule_lag_us: new_histogram(),
             records: Records::default(),
@@ -195,7 +205,9 @@ impl Metrics {
         }
         self.iterations_started += other.iterations_started;
         self.iterations_completed += other.iterations_completed;
+        self.iterations_failed += other.iterations_failed;
         self.dropped_iterations += other.dropped_iterations;
+        self.unstarted_iterations += other.unstarted_iterations;
         self.interrupted_iterations += other.interrupted_iterations;
         let _ = self.schedule_lag_us.add(&other.schedule_lag_us);
     }
@@ -215,7 +227,9 @@ impl Metrics {
         }
         self.iterations_started = 0;
         self.iterations_completed = 0;
+        self.iterations_failed = 0;
         self.dropped_iterations = 0;
+        self.unstarted_iterations = 0;
         self.interrupted_iterations = 0;
         self.schedule_lag_us.reset();
         delta

@@ -124,6 +124,14 @@ fn header(s: &Summary) -> Option<String> {
     if let Some(why) = &s.stopped_by {
         let _ = writeln!(out, "<p class=\"meta\">Stopped early: {}</p>", escape(why));
     }
+    // Said by stopped_by above when the run did not finish.
+    for reason in s
+        .reasons
+        .iter()
+        .filter(|r| !r.starts_with("the run did not finish"))
+    {
+        let _ = writeln!(out, "<p class=\"meta\">Not passed: {}</p>", escape(reason));
+    }
     if let Some(note) = s.throttling_note() {
         let _ = writeln!(out, "<p class=\"meta\">Throttling: {}</p>", escape(&note));
     }
@@ -138,7 +146,7 @@ fn header(s: &Summary) -> Option<String> {
                 "<li class=\"failed-threshold\">threshold <b>{}</b> failed{}</li>",
                 escape(&th.expr),
                 th.actual
-                    .map(|a| format!(": actual {}", super::number(a)))
+                    .map(|a| format!(": actual {}", crate::thresholds::format_actual(&th.expr, a)))
                     .unwrap_or_default()
             );
         }
@@ -524,9 +532,13 @@ fn checks(s: &Summary) -> Option<String> {
             escape(&c.step),
             escape(&c.name),
             c.passed,
-            if c.failed > 0 { "bad" } else { "" },
+            if c.failed > 0 || !c.ran() { "bad" } else { "" },
             c.failed,
-            escape(c.example_failure.as_deref().unwrap_or(""))
+            if c.ran() {
+                escape(c.example_failure.as_deref().unwrap_or(""))
+            } else {
+                "not run: the step never got an answer".to_string()
+            }
         );
     }
     out.push_str("</table>\n</section>\n");
@@ -570,7 +582,9 @@ fn thresholds(s: &Summary) -> Option<String> {
             } else {
                 ""
             },
-            th.actual.map(super::number).unwrap_or_default(),
+            th.actual
+                .map(|a| crate::thresholds::format_actual(&th.expr, a))
+                .unwrap_or_default(),
             if th.ok { "ok" } else { "bad" },
             if th.ok { "passed" } else { "FAILED" }
         );

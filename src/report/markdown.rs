@@ -44,6 +44,13 @@ pub fn render(summary: &Summary) -> String {
     if let Some(why) = &summary.stopped_by {
         let _ = writeln!(out, "Stopped early: {}\n", escape(why));
     }
+    for reason in summary
+        .reasons
+        .iter()
+        .filter(|r| !r.starts_with("the run did not finish"))
+    {
+        let _ = writeln!(out, "Not passed: {}\n", escape(reason));
+    }
     if let Some(note) = summary.throttling_note() {
         let _ = writeln!(out, "> **Throttling:** {}\n", escape(&note));
     }
@@ -71,7 +78,12 @@ pub fn render(summary: &Summary) -> String {
         for th in failed {
             let actual = th
                 .actual
-                .map(|a| format!(" (actual {})", super::number(a)))
+                .map(|a| {
+                    format!(
+                        " (actual {})",
+                        crate::thresholds::format_actual(&th.expr, a)
+                    )
+                })
                 .unwrap_or_default();
             let _ = writeln!(out, "- {}{actual}", escape(&th.expr));
         }
@@ -158,11 +170,24 @@ pub fn render(summary: &Summary) -> String {
                 if th.ok { "✅" } else { "❌" },
                 escape(&th.expr),
                 th.actual
-                    .map(|a| format!(" (actual {})", super::number(a)))
+                    .map(|a| format!(
+                        " (actual {})",
+                        crate::thresholds::format_actual(&th.expr, a)
+                    ))
                     .unwrap_or_default()
             );
         }
         for c in &summary.checks.details {
+            if !c.ran() {
+                // 0/0 is not a pass: the check never saw an answer.
+                let _ = writeln!(
+                    out,
+                    "- ❌ {}: {} (not run)",
+                    escape(&c.step),
+                    escape(&c.name)
+                );
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "- {} {}: {} ({}/{})",

@@ -27,7 +27,7 @@ use crate::summary::{
     ChecksSummary, CleanupSummary, DynamoVerify, IsolationVerify, Leak, LogsVerify, StepPoint,
     StepSummary, Summary, TimelinePoint, Totals, VerifySummary, rfc3339,
 };
-use crate::thresholds::{self, Threshold};
+use crate::thresholds::Threshold;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot merge: {0}")]
@@ -51,6 +51,14 @@ pub fn command(args: &MergeArgs) -> crate::Result<i32> {
             .collect();
         Error::Usage(format!("{e} (files, in order: {})", files.join(", ")))
     })?;
+    if let Some(skew) = merged.start_skew_s
+        && skew > args.max_start_skew.as_secs_f64()
+    {
+        return Err(Error::Usage(format!(
+            "cannot merge: the shards started {skew:.3}s apart, more than --max-start-skew {}, so together they did not send the scenario's load; start every shard with one `run --start-at TIME`",
+            humantime::format_duration(args.max_start_skew)
+        )));
+    }
     crate::run::write_json(&merged, &args.out)?;
     args.reports.write(&merged)?;
     if !args.quiet {
@@ -84,8 +92,11 @@ pub fn merge(parts: &[Summary]) -> Result<Summary, MergeError> {
         rps: requests as f64 / secs,
         target_rate: first.totals.target_rate,
         iterations: sum(|t| t.iterations),
+        completed_iterations: sum(|t| t.completed_iterations),
+        failed_iterations: sum(|t| t.failed_iterations),
         dropped_iterations: sum(|t| t.dropped_iterations),
         interrupted_iterations: sum(|t| t.interrupted_iterations),
+        unstarted_iterations: sum(|t| t.unstarted_iterations),
         errors: add_errors(parts.iter().map(|p| &p.totals.errors)),
         latency_ms: LatencySummary::from_histogram_us(&overall),
         schedule_lag_ms: slowest(
@@ -107,11 +118,7 @@ pub fn merge(parts: &[Summary]) -> Result<Summary, MergeError> {
             }
         }
     }
-    checks = ChecksSummary {
-        passed: checks.details.iter().map(|c| c.passed).sum(),
-        failed: checks.details.iter().map(|c| c.failed).sum(),
-        details: checks.details,
-    };
+    checks = ChecksSummary::new(checks.details);
 
     let mut stopped_by: Vec<String> = Vec::new();
     for reason in parts.iter().filter_map(|p| p.stopped_by.clone()) {
@@ -140,6 +147,7 @@ pub fn merge(parts: &[Summary]) -> Result<Summary, MergeError> {
         run_id: run_ids.join("+"),
         model: first.model.clone(),
         started_at: earliest(parts.iter().map(|p| p.started_at.as_str())),
+        start_skew_s: start_skew_s(parts),
         duration_s,
         partial: parts.iter().any(|p| p.partial) || missing_shards.is_some(),
         stopped_by: (!stopped_by.is_empty()).then(|| stopped_by.join("; ")),
@@ -161,6 +169,7 @@ pub fn merge(parts: &[Summary]) -> Result<Summary, MergeError> {
         timeline: merge_timeline(parts)?,
         verify: merge_verify(parts)?,
         passed: true,
+        reasons: Vec::new(),
     };
     rejudge(&mut merged, &first.thresholds)?;
     Ok(merged)
@@ -184,8 +193,7 @@ fn rejudge(
                 .map_err(|e| MergeError(format!("threshold {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    summary.thresholds = thresholds::evaluate(&rules, summary);
-    summary.passed = summary.thresholds.iter().all(|t| t.ok);
+    summary.judge(&rules);
     Ok(())
 }
 
@@ -212,6 +220,13 @@ fn same_scenario(first: &Summary, other: &Summary, n: usize) -> Result<(), Merge
     if first.model != other.model {
         return differ("load model", &first.model, &other.model);
     }
+    if first.totals.target_rate != other.totals.target_rate {
+        return differ(
+            "target rate",
+            &first.totals.target_rate,
+            &other.totals.target_rate,
+        );
+    }
     let steps = |s: &Summary| -> Vec<String> {
         s.steps
             .iter()
@@ -230,6 +245,17 @@ fn same_scenario(first: &Summary, other: &Summary, n: usize) -> Result<(), Merge
     };
     if checks(first) != checks(other) {
         return differ("checks", &checks(first), &checks(other));
+    }
+    // Verification adds its own default rules: say the cause, not the symptom.
+    if first.verify.is_some() != other.verify.is_some() {
+        let (with, without) = if first.verify.is_some() {
+            (1, n)
+        } else {
+            (n, 1)
+        };
+        return Err(MergeError(format!(
+            "summary {without} ran without backend verification (--no-verify) and summary {with} with it; run every shard the same way"
+        )));
     }
     let rules =
         |s: &Summary| -> Vec<String> { s.thresholds.iter().map(|t| t.expr.clone()).collect() };
@@ -256,6 +282,13 @@ fn check_shards(parts: &[Summary]) -> Result<Option<String>, MergeError> {
         .map(|p| p.shard.as_deref().and_then(parse_shard))
         .collect();
     if labels.iter().all(Option::is_none) {
+        // Two whole runs are two measurements of the same load, not parts
+        // of one: adding them would report a rate nobody sent.
+        if parts.len() > 1 && parts.iter().all(|p| p.merged_from.is_empty()) {
+            return Err(MergeError(
+                "these summaries are whole runs, not shards of one run: merge adds up the shards of one run started with `run --shard I/N` (compare two runs with `stagecheck compare`)".to_string(),
+            ));
+        }
         return Ok(None);
     }
     let Some(shards) = labels.iter().copied().collect::<Option<Vec<_>>>() else {
@@ -534,6 +567,27 @@ fn merge_verify(parts: &[Summary]) -> Result<Option<VerifySummary>, MergeError> 
 
 /// The earliest RFC 3339 time; text that does not parse is kept only when
 /// nothing parses.
+/// Seconds between the first and the last start; a merged part brings its
+/// own skew along.
+fn start_skew_s(parts: &[Summary]) -> Option<f64> {
+    let starts: Vec<time::OffsetDateTime> = parts
+        .iter()
+        .filter_map(|p| {
+            time::OffsetDateTime::parse(
+                &p.started_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .ok()
+        })
+        .collect();
+    let (first, last) = (starts.iter().min()?, starts.iter().max()?);
+    let inner = parts
+        .iter()
+        .filter_map(|p| p.start_skew_s)
+        .fold(0.0, f64::max);
+    Some(((*last - *first).as_seconds_f64()).max(inner))
+}
+
 fn earliest<'a>(times: impl Iterator<Item = &'a str>) -> String {
     let times: Vec<&str> = times.collect();
     times
@@ -588,6 +642,7 @@ mod tests {
             stopped_by: None,
             shard: shard.map(str::to_string),
             merged_from: Vec::new(),
+            start_skew_s: None,
             totals: Totals {
                 requests: n,
                 failed: 0,
@@ -595,8 +650,11 @@ mod tests {
                 rps: n as f64 / 2.0,
                 target_rate: Some(10.0),
                 iterations: n,
+                completed_iterations: n,
+                failed_iterations: 0,
                 dropped_iterations: 0,
                 interrupted_iterations: 0,
+                unstarted_iterations: 0,
                 errors: ErrorCounts::default(),
                 latency_ms: latency,
                 schedule_lag_ms: LatencySummary::default(),
@@ -620,6 +678,7 @@ mod tests {
             checks: ChecksSummary {
                 passed: n,
                 failed: 0,
+                not_run: 0,
                 details: vec![CheckSummary {
                     step: "get".into(),
                     name: "status in [200]".into(),
@@ -637,6 +696,7 @@ mod tests {
             timeline: vec![point(t0), point(t0 + 1)],
             verify: None,
             passed: true,
+            reasons: Vec::new(),
         }
     }
 
@@ -661,7 +721,8 @@ mod tests {
             prop_assert_eq!(merged.timeline[0].p99_ms, all.timeline[0].p99_ms);
             prop_assert_eq!(merged.timeline[0].p50_ms, all.timeline[0].p50_ms);
             prop_assert_eq!(merged.thresholds[0].ok, all.totals.latency_ms.p99 < 50.0);
-            prop_assert_eq!(merged.passed, merged.thresholds[0].ok);
+            // No request at all never passes, whatever the rules say.
+            prop_assert_eq!(merged.passed, merged.thresholds[0].ok && !values.is_empty());
             prop_assert!(!merged.partial);
         }
     }

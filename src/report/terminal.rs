@@ -109,19 +109,32 @@ pub fn render(summary: &Summary, color: bool) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{} requests in {:.1}s ({:.1}/s), {} failed, {} iterations, {} dropped{}",
+        "{} requests in {:.1}s ({:.1}/s), {} failed; {} iterations started: {} completed, {} failed, {} interrupted; {} dropped{}",
         t.requests,
         summary.duration_s,
         t.rps,
         t.failed,
         t.iterations,
+        t.completed_iterations,
+        t.failed_iterations,
+        t.interrupted_iterations,
         t.dropped_iterations,
-        if t.interrupted_iterations > 0 {
-            format!(", {} interrupted", t.interrupted_iterations)
+        if t.unstarted_iterations > 0 {
+            format!(
+                ", {} still waiting in the backlog at the end",
+                t.unstarted_iterations
+            )
         } else {
             String::new()
         }
     );
+    if let Some(skew) = summary.start_skew_s {
+        let _ = writeln!(
+            out,
+            "merged from {} shards, started {skew:.3}s apart",
+            summary.merged_from.len()
+        );
+    }
     if t.errors.total() > 0 {
         let _ = writeln!(
             out,
@@ -222,12 +235,25 @@ pub fn render(summary: &Summary, color: bool) -> String {
     }
 
     if !summary.checks.details.is_empty() {
+        let not_run = summary.checks.details.iter().filter(|c| !c.ran()).count();
         let _ = writeln!(
             out,
-            "checks: {} passed, {} failed",
-            summary.checks.passed, summary.checks.failed
+            "checks: {} passed, {} failed{}",
+            summary.checks.passed,
+            summary.checks.failed,
+            if not_run > 0 {
+                format!(", {not_run} not run")
+            } else {
+                String::new()
+            }
         );
         for c in &summary.checks.details {
+            if !c.ran() {
+                // 0/0 is not a pass: the check never saw an answer.
+                let mark = paint(color, "31", "–");
+                let _ = writeln!(out, "  {mark} {}: {}  not run", c.step, c.name);
+                continue;
+            }
             let mark = if c.failed == 0 {
                 paint(color, "32", "✓")
             } else {
@@ -258,7 +284,12 @@ pub fn render(summary: &Summary, color: bool) -> String {
             };
             let actual = th
                 .actual
-                .map(|a| format!(" (actual {})", super::number(a)))
+                .map(|a| {
+                    format!(
+                        " (actual {})",
+                        crate::thresholds::format_actual(&th.expr, a)
+                    )
+                })
                 .unwrap_or_default();
             let implicit = if th.implicit { " [default]" } else { "" };
             let _ = writeln!(out, "  {mark} {}{actual}{implicit}", th.expr);
@@ -274,11 +305,15 @@ pub fn render(summary: &Summary, color: bool) -> String {
     } else {
         paint(color, "1;31", "FAIL")
     };
-    let why = summary
-        .stopped_by
-        .as_deref()
-        .map(|s| format!(": {s}"))
-        .unwrap_or_default();
+    let why = if summary.reasons.is_empty() {
+        summary
+            .stopped_by
+            .as_deref()
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default()
+    } else {
+        format!(": {}", summary.reasons.join("; "))
+    };
     let _ = writeln!(out, "{verdict}{why}");
     out
 }

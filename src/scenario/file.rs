@@ -67,6 +67,8 @@ pub struct VerifySpec {
     pub logs_deadline: Option<S<String>>,
     /// Writes recorded exactly; past it a uniform sample (default 100 000).
     pub max_recorded_writes: Option<S<u64>>,
+    /// Requests whose log lines are checked exactly; past it a uniform sample (default 100 000).
+    pub max_recorded_invocations: Option<S<u64>>,
 }
 
 /// What a step writes: the item's key and the attributes it should have.

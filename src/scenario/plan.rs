@@ -78,6 +78,7 @@ pub struct VerifyPlan {
     pub settle: Duration,
     pub logs_deadline: Duration,
     pub max_recorded_writes: usize,
+    pub max_recorded_invocations: usize,
     pub cleanup: bool,
     pub aws: AwsOptions,
 }
@@ -400,6 +401,9 @@ const DEFAULT_ABORT_DELAY: Duration = Duration::from_secs(10);
 /// A run given only an iteration count still needs an end.
 const ITERATIONS_ONLY_LIMIT: Duration = Duration::from_secs(3600);
 
+/// The tables a scenario cannot do without.
+const TOP_LEVEL_TABLES: [&str; 2] = ["target", "steps"];
+
 /// Reads, parses and validates a scenario file.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Plan, Error> {
     let src = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
@@ -413,8 +417,30 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Plan, Error> {
 pub fn parse(path: &Path, src: &str, overrides: &Overrides) -> Result<Plan, Error> {
     let cx = Cx { file: path, src };
     let file: ScenarioFile = toml::from_str(src).map_err(|e| {
+        let message = e.message().trim_end();
+        // A required top-level table is missing: the parser reports it at
+        // offset 0, which would name whatever key comes first in the file.
+        if let Some(table) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+            .filter(|t| TOP_LEVEL_TABLES.contains(t))
+            .filter(|_| e.span().is_none_or(|s| s.start == 0))
+        {
+            let example = if table == "steps" {
+                "[[steps]] with name, method and path"
+            } else {
+                "[target] with base_url and stage"
+            };
+            return Error::Scenario(ScenarioError {
+                file: cx.file.to_path_buf(),
+                line: 1,
+                column: 1,
+                field: table.to_string(),
+                message: format!("the scenario has no `{table}` table; add {example}"),
+            });
+        }
         let span = e.span().unwrap_or(0..0);
-        cx.error(span, e.message().trim_end().to_string())
+        cx.error(span, message.to_string())
     })?;
     build(&cx, file, overrides)
 }
@@ -645,19 +671,28 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
                 .map_err(|e| cx.error(rule.span(), e.0))?,
         );
     }
-    // A failed check fails the run unless the scenario says how many may fail.
-    if !thresholds.iter().any(|t| t.metric == Metric::Checks)
-        && steps.iter().any(|s| !s.checks.is_empty())
-    {
-        thresholds.push(Threshold {
-            expr: "checks == 100%".into(),
-            step: None,
-            metric: Metric::Checks,
-            op: Op::Eq,
-            limit: 100.0,
-            implicit: true,
-        });
-    }
+    // A failed request and a failed check fail the run unless the scenario
+    // says how many may fail.
+    let with_checks: Vec<&str> = steps
+        .iter()
+        .filter(|s| !s.checks.is_empty())
+        .map(|s| s.name.as_str())
+        .collect();
+    let defaults = default_rules(
+        &thresholds,
+        &[Metric::Checks],
+        &with_checks,
+        "checks == 100%",
+    )
+    .into_iter()
+    .chain(default_rules(
+        &thresholds,
+        &[Metric::ErrorRate, Metric::Failed],
+        &step_names.iter().map(String::as_str).collect::<Vec<_>>(),
+        "error_rate == 0%",
+    ))
+    .collect::<Vec<_>>();
+    thresholds.extend(defaults);
     let abort_delay = match &file.thresholds.abort_delay {
         Some(d) => cx.duration(d)?,
         None => DEFAULT_ABORT_DELAY,
@@ -677,6 +712,7 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
     let uses_uuid = steps.iter().any(step_uses_uuid) || headers.iter().any(|(_, t)| t.uses_uuid());
     let capture_slots = scope.captures.len();
     let verify = build_verify(cx, &file, ov, &stage, &stages, &steps)?;
+    reject_correlation_header(cx, &file, ov, &verify)?;
     // Missing writes, missing invocations and leaks fail the run unless the
     // scenario writes its own rule for them.
     let implied = [
@@ -746,6 +782,88 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
     })
 }
 
+/// The default rule `expr` (e.g. `error_rate == 0%`) for every step in
+/// `steps` that the user's rules on `metrics` do not cover: none when a
+/// whole-run rule covers them all, one whole-run rule when no rule names a
+/// step, one per uncovered step otherwise, so a rule on one step relaxes that
+/// step only.
+fn default_rules(
+    rules: &[Threshold],
+    metrics: &[Metric],
+    steps: &[&str],
+    expr: &str,
+) -> Vec<Threshold> {
+    let mine: Vec<&Threshold> = rules
+        .iter()
+        .filter(|t| metrics.contains(&t.metric))
+        .collect();
+    if steps.is_empty() || mine.iter().any(|t| t.step.is_none()) {
+        return Vec::new();
+    }
+    let parse = |text: &str| {
+        Threshold::parse(
+            text,
+            &steps.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+    };
+    let uncovered: Vec<&str> = steps
+        .iter()
+        .copied()
+        .filter(|name| !mine.iter().any(|t| t.step.as_deref() == Some(*name)))
+        .collect();
+    let texts: Vec<String> = if mine.is_empty() {
+        vec![expr.to_string()]
+    } else {
+        uncovered
+            .iter()
+            .map(|name| format!("{name}.{expr}"))
+            .collect()
+    };
+    texts
+        .iter()
+        .filter_map(|text| parse(text).ok())
+        .map(|mut rule| {
+            rule.implicit = true;
+            rule
+        })
+        .collect()
+}
+
+/// stagecheck sets the correlation header itself, to an id unique per
+/// request that log verification looks for; a value the user writes for it
+/// would be replaced without a word, so it is refused with what to write.
+fn reject_correlation_header(
+    cx: &Cx<'_>,
+    file: &ScenarioFile,
+    ov: &Overrides,
+    verify: &VerifyPlan,
+) -> Result<(), Error> {
+    let Some(ours) = &verify.correlation_header else {
+        return Ok(());
+    };
+    let why = format!(
+        "stagecheck sets {ours} on every request to an id unique per request (`RUN_ID-SEQ-STEP`, which log verification looks for), so this value would be replaced; remove this header, or set `[verify] correlation_header` to another header name (\"\" sends none)"
+    );
+    let same =
+        |name: &str| HeaderName::from_bytes(name.trim().as_bytes()).is_ok_and(|n| n == *ours);
+    let written = file
+        .headers
+        .keys()
+        .chain(file.steps.get_ref().iter().flat_map(|s| s.headers.keys()));
+    if let Some(name) = written.into_iter().find(|k| same(k.get_ref())) {
+        return Err(cx.error(name.span(), why));
+    }
+    if let Some(raw) = ov
+        .headers
+        .iter()
+        .find(|raw| raw.split_once(':').is_some_and(|(n, _)| same(n)))
+    {
+        let name = raw.split_once(':').map_or("", |(n, _)| n.trim());
+        return Err(Error::Usage(format!("--header {name}: {why}")));
+    }
+    Ok(())
+}
+
 fn is_env_name(name: &str) -> bool {
     !name.is_empty()
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -762,7 +880,7 @@ fn reject_literal_api_key(
     if name.as_str() == crate::auth::API_KEY_HEADER && !value.get_ref().contains("{{") {
         return Err(cx.error(
             value.span(),
-            "an API key is not written in the scenario: set `auth = \"api-key\"` and              `api_key_env = \"NAME\"` on the stage, or write `{{env.NAME}}`",
+            "an API key is not written in the scenario: set `auth = \"api-key\"` and `api_key_env = \"NAME\"` on the stage, or write `{{env.NAME}}`",
         ));
     }
     Ok(())
@@ -788,7 +906,7 @@ fn guard_protected(stage: &Stage, load: &Load, ov: &Overrides) -> Result<(), Err
         ),
     };
     Err(Error::Usage(format!(
-        "stage `{}` is protected: this run would send {what}, and a protected stage only          takes a smoke run (one iteration). Pass --allow-prod to send this load anyway,          or --iterations 1 for a smoke run",
+        "stage `{}` is protected: this run would send {what}, and a protected stage only takes a smoke run (one iteration). Pass --allow-prod to send this load anyway, or --iterations 1 for a smoke run",
         stage.name
     )))
 }
@@ -821,10 +939,10 @@ fn guard_max_rate(cap: f64, load: &Load, requests_per_iteration: usize) -> Resul
     match peak_request_rate(load, requests_per_iteration) {
         Some(peak) if peak <= cap => Ok(()),
         Some(peak) => Err(Error::Usage(format!(
-            "--max-rate {cap}: this run could send up to {peak} requests/s              ({requests_per_iteration} per iteration); lower the rate or raise --max-rate"
+            "--max-rate {cap}: this run could send up to {peak} requests/s ({requests_per_iteration} per iteration); lower the rate or raise --max-rate"
         ))),
         None => Err(Error::Usage(format!(
-            "--max-rate {cap}: looping VUs without think_time have no rate bound;              use the open model (--rate) or set load.think_time"
+            "--max-rate {cap}: looping VUs without think_time have no rate bound; use the open model (--rate) or set load.think_time"
         ))),
     }
 }
@@ -956,7 +1074,7 @@ fn build_step(
     };
     // The base path is fixed text: prefix it to the first literal.
     let full_path = format!("{}{}", target.base_path, path_text);
-    let path = Template::compile(&full_path, Escape::Url, scope)
+    let path = Template::compile(&full_path, Escape::Path, scope)
         .map_err(template_err(spec.path.span()))?;
     let mut query = Vec::new();
     for (k, v) in &spec.query {
@@ -1327,6 +1445,28 @@ fn build_verify(
     } else {
         Vec::new()
     };
+    // Isolation that cannot be checked must say so: a stage cannot be
+    // isolated from itself, and a list that names only the stage being run
+    // would check nothing while the report said "isolated".
+    if ov.isolate_from.contains(&stage.name) {
+        return Err(Error::Usage(format!(
+            "--isolate-from {0}: {0} is the stage being run; name the stages that must receive nothing from it",
+            stage.name
+        )));
+    }
+    if let Some(list) = &spec.isolate_from
+        && ov.isolate_from.is_empty()
+        && !list.get_ref().is_empty()
+        && list.get_ref().iter().all(|s| *s.get_ref() == stage.name)
+    {
+        return Err(cx.error(
+            list.span(),
+            format!(
+                "isolate_from names only stage `{}`, the stage being run, so there is nothing to check; name the other stages, or write `isolate_from = []` to check no isolation",
+                stage.name
+            ),
+        ));
+    }
     let mut isolate_from = Vec::new();
     for name in isolate_names {
         if name == stage.name {
@@ -1389,6 +1529,18 @@ fn build_verify(
         let span = spec.max_recorded_writes.as_ref().map_or(0..0, |m| m.span());
         return Err(cx.error(span, "max_recorded_writes must be at least 1"));
     }
+    // A cap of its own: limiting writes must not also cut log checking.
+    let max_recorded_invocations = spec
+        .max_recorded_invocations
+        .as_ref()
+        .map_or(DEFAULT_MAX_RECORDED_WRITES, |m| *m.get_ref());
+    if max_recorded_invocations == 0 {
+        let span = spec
+            .max_recorded_invocations
+            .as_ref()
+            .map_or(0..0, |m| m.span());
+        return Err(cx.error(span, "max_recorded_invocations must be at least 1"));
+    }
     if ov.cleanup {
         // Only keys unique to this run may be deleted: a fixed key could name an item that was there before.
         for step in steps {
@@ -1422,6 +1574,7 @@ fn build_verify(
         settle,
         logs_deadline,
         max_recorded_writes: usize::try_from(max_recorded_writes).unwrap_or(usize::MAX),
+        max_recorded_invocations: usize::try_from(max_recorded_invocations).unwrap_or(usize::MAX),
         cleanup: ov.cleanup && dynamodb,
         aws: ov.aws.clone(),
     })
@@ -1517,6 +1670,13 @@ fn build_load(cx: &Cx<'_>, spec: &LoadSpec, ov: &Overrides) -> Result<Load, Erro
     let file_duration = spec.duration.as_ref().map(|d| cx.duration(d)).transpose()?;
     let duration = ov.duration.or(file_duration);
 
+    // A rate is the open model, VUs the closed one: both at once is a
+    // question, as the same pair in a file is.
+    if ov.rate.is_some() && ov.vus.is_some() {
+        return Err(usage(
+            "--rate and --vus choose different models (open: iterations per second; closed: looping VUs); give one of them (--max-vus bounds the open model's VUs)",
+        ));
+    }
     // The command line picks the model outright when it names a rate or VUs.
     let open = if ov.rate.is_some() {
         true

@@ -13,8 +13,13 @@ use std::fmt::Write as _;
 pub enum Escape {
     /// As is (header values, expected values).
     None,
-    /// Percent-encoded, for URL paths and query values.
+    /// Percent-encoded, for query keys and values: the written text too, so
+    /// `a&b=c` stays one value.
     Url,
+    /// For URL paths: values percent-encoded as `Url`; the written text keeps
+    /// what a path may hold (`/`, `?`, `&`, `=`, `%XX` already encoded) and
+    /// encodes the rest (a space becomes `%20`).
+    Path,
     /// Escaped for the inside of a JSON string literal.
     JsonString,
 }
@@ -111,7 +116,7 @@ impl Template {
         let mut rest = text;
         let mut offset = 0;
         while let Some(open) = rest.find("{{") {
-            literal.push_str(&rest[..open]);
+            literal.push_str(&escape_written(&rest[..open], escape));
             let inner_start = open + 2;
             let Some(close) = rest[inner_start..].find("}}") else {
                 return Err(TemplateError {
@@ -138,7 +143,7 @@ impl Template {
             offset += consumed;
             rest = &rest[consumed..];
         }
-        literal.push_str(rest);
+        literal.push_str(&escape_written(rest, escape));
         if !literal.is_empty() || parts.is_empty() {
             parts.push(Part::Literal(literal));
         }
@@ -214,10 +219,41 @@ fn push_escaped(out: &mut String, value: &str, escape: Escape) {
     }
 }
 
+/// Text written in the scenario, outside `{{…}}`: sent as written where that
+/// is valid, never changed in meaning (a literal `&` in a query value stays
+/// part of the value).
+fn escape_written(text: &str, escape: Escape) -> String {
+    match escape {
+        Escape::None | Escape::JsonString => text.to_string(),
+        Escape::Url => percent_encode(text),
+        Escape::Path => encode_path(text),
+    }
+}
+
+/// Encodes what a URL path (with an optional query after `?`) may not hold,
+/// keeping RFC 3986's `pchar`s, `/`, `?` and existing `%XX` escapes.
+pub fn encode_path(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    for (i, &byte) in bytes.iter().enumerate() {
+        let escaped = byte == b'%'
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+        let keep =
+            byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?".contains(&byte) || escaped;
+        if keep {
+            out.push(byte as char);
+        } else {
+            push_display(&mut out, format_args!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 fn escape_str(value: &str, escape: Escape) -> String {
     match escape {
         Escape::None => value.to_string(),
-        Escape::Url => percent_encode(value),
+        Escape::Url | Escape::Path => percent_encode(value),
         Escape::JsonString => {
             let quoted = serde_json::Value::String(value.to_string()).to_string();
             quoted[1..quoted.len() - 1].to_string()
@@ -316,11 +352,23 @@ mod tests {
         let caps = [Some("a b".to_string())];
         let t = Template::compile(
             "/user/{{id}}?s={{ seq }}&v={{vu}}-{{iteration}}-{{uuid}}",
-            Escape::Url,
+            Escape::Path,
             &TestNames,
         )
         .unwrap();
         assert_eq!(t.render(&vars(&caps)), "/user/a%20b?s=42&v=3-7-u-u-i-d");
+    }
+
+    #[test]
+    fn written_text_is_encoded_where_it_lands() {
+        // A query value keeps its `&` and `=` as part of the value.
+        let t = Template::compile("a&b=c d", Escape::Url, &TestNames).unwrap();
+        assert_eq!(t.render(&vars(&[])), "a%26b%3Dc%20d");
+        // A path keeps its structure and earlier escapes; a space is encoded.
+        let t = Template::compile("/my files/a%2Fb?x=1&y=2", Escape::Path, &TestNames).unwrap();
+        assert_eq!(t.render(&vars(&[])), "/my%20files/a%2Fb?x=1&y=2");
+        let t = Template::compile("/ü/{{id}}", Escape::Path, &TestNames).unwrap();
+        assert_eq!(t.render(&vars(&[Some("1/2".into())])), "/%C3%BC/1%2F2");
     }
 
     #[test]
@@ -368,6 +416,12 @@ mod tests {
         fn url_escaping_round_trips(value in any::<String>()) {
             let encoded = percent_encode(&value);
             prop_assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)));
+        }
+
+        #[test]
+        fn written_paths_are_always_valid_uris(text in "/[^{}]*") {
+            let t = Template::compile(&text, Escape::Path, &TestNames).unwrap();
+            prop_assert!(http::Uri::try_from(t.render(&vars(&[]))).is_ok());
         }
 
         #[test]

@@ -18,7 +18,14 @@ pub async fn config(options: &AwsOptions) -> aws_config::SdkConfig {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
     if let Some(profile) = &options.profile {
-        loader = loader.profile_name(profile);
+        // The default chain reads the environment's keys before any profile:
+        // a profile named on the command line must win over them.
+        let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
+            .profile_name(profile)
+            .build();
+        loader = loader
+            .profile_name(profile)
+            .credentials_provider(credentials);
     }
     if let Some(endpoint) = &options.endpoint {
         loader = loader.endpoint_url(endpoint);
