@@ -18,6 +18,7 @@ pub mod scenario;
 pub mod secrets;
 pub mod summary;
 pub mod thresholds;
+pub mod units;
 pub mod verify;
 
 pub use error::{Error, Result};

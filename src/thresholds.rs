@@ -1,10 +1,8 @@
 //! Threshold rules (`p99 < 800ms`, `create_user.error_rate < 1%`), parsed
-//! when the scenario is validated and evaluated on a [`Summary`], so a saved
-//! summary can be gated again later.
+//! when the scenario is validated; `summary::judge` evaluates them on a Summary,
+//! so a saved summary can be gated again later.
 
 use std::fmt;
-
-use crate::summary::{Summary, ThresholdResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stat {
@@ -91,7 +89,7 @@ impl Op {
         }
     }
 
-    fn holds(self, actual: f64, limit: f64) -> bool {
+    pub fn holds(self, actual: f64, limit: f64) -> bool {
         // Rates and latencies are derived by division: compare with a little
         // tolerance so `checks == 100%` means what it says.
         let eps = 1e-9 * limit.abs().max(1.0);
@@ -197,87 +195,6 @@ impl Threshold {
             op,
             limit,
             implicit: false,
-        })
-    }
-
-    /// The measured value in the rule's unit, or `None` when the step is unknown.
-    pub fn actual(&self, summary: &Summary) -> Option<f64> {
-        let (requests, failed, latency) = match &self.step {
-            None => (
-                summary.totals.requests,
-                summary.totals.failed,
-                &summary.totals.latency_ms,
-            ),
-            Some(name) => {
-                let step = summary.steps.iter().find(|s| &s.name == name)?;
-                (step.requests, step.failed, &step.latency_ms)
-            }
-        };
-        let percent = |part: u64, whole: u64| {
-            if whole == 0 {
-                0.0
-            } else {
-                part as f64 * 100.0 / whole as f64
-            }
-        };
-        Some(match self.metric {
-            Metric::Latency(stat) => match stat {
-                Stat::Min => latency.min,
-                Stat::Mean => latency.mean,
-                Stat::P50 => latency.p50,
-                Stat::P90 => latency.p90,
-                Stat::P95 => latency.p95,
-                Stat::P99 => latency.p99,
-                Stat::P999 => latency.p999,
-                Stat::Max => latency.max,
-            },
-            Metric::ErrorRate => percent(failed, requests),
-            Metric::Checks => {
-                // A check that never ran proved nothing: it counts once
-                // against the rule, so `checks == 100%` cannot pass on 0/0.
-                let in_scope = summary
-                    .checks
-                    .details
-                    .iter()
-                    .filter(|c| self.step.as_ref().is_none_or(|name| &c.step == name));
-                let (mut passed, mut failed, mut checks) = (0, 0, 0);
-                for c in in_scope {
-                    checks += 1;
-                    passed += c.passed;
-                    failed += c.failed + u64::from(c.passed + c.failed == 0);
-                }
-                if checks == 0 {
-                    // Nothing to check in this scope: nothing failed.
-                    100.0
-                } else {
-                    percent(passed, passed + failed)
-                }
-            }
-            Metric::DroppedIterations => summary.totals.dropped_iterations as f64,
-            Metric::Requests => requests as f64,
-            Metric::Failed => failed as f64,
-            Metric::MissingWrites => summary.verify.as_ref()?.dynamodb.as_ref()?.missing as f64,
-            Metric::MismatchedWrites => {
-                summary.verify.as_ref()?.dynamodb.as_ref()?.mismatched as f64
-            }
-            Metric::MissingInvocations => summary.verify.as_ref()?.logs.as_ref()?.missing as f64,
-            Metric::IsolationLeaks => summary
-                .verify
-                .as_ref()?
-                .isolation
-                .as_ref()?
-                .leaks
-                .iter()
-                .map(|l| l.count)
-                .sum::<u64>() as f64,
-            Metric::Rps => match &self.step {
-                None => summary.totals.rps,
-                Some(name) => summary
-                    .steps
-                    .iter()
-                    .find(|s| &s.name == name)
-                    .map_or(0.0, |s| s.rps),
-            },
         })
     }
 }
@@ -394,22 +311,6 @@ pub fn format_actual(expr: &str, actual: f64) -> String {
         Some(Metric::Rps) => format!("{}/s", number(actual)),
         _ => number(actual),
     }
-}
-
-/// Evaluates every rule on the summary.
-pub fn evaluate(rules: &[Threshold], summary: &Summary) -> Vec<ThresholdResult> {
-    rules
-        .iter()
-        .map(|rule| {
-            let actual = rule.actual(summary);
-            ThresholdResult {
-                expr: rule.expr.clone(),
-                ok: actual.is_some_and(|a| rule.op.holds(a, rule.limit)),
-                actual,
-                implicit: rule.implicit,
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -98,7 +98,9 @@ impl Endpoints {
         let default = default.map(str::trim).filter(|e| !e.is_empty());
         let mut urls = Vec::with_capacity(SERVICES.len());
         for (service, name) in SERVICES {
-            let own = var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+            let own = var(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty());
             let (url, from) = match (&own, default) {
                 (Some(url), _) => (url.as_str(), name),
                 (None, Some(url)) => (url, "--aws-endpoint"),
@@ -252,7 +254,12 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
     }
 
     #[test]
@@ -297,6 +304,9 @@ mod tests {
             env(&[("AWS_ENDPOINT_URL_LAMBDA", "127.0.0.1:9")]),
         )
         .unwrap_err();
-        assert!(err.starts_with("AWS_ENDPOINT_URL_LAMBDA \"127.0.0.1:9\""), "{err}");
+        assert!(
+            err.starts_with("AWS_ENDPOINT_URL_LAMBDA \"127.0.0.1:9\""),
+            "{err}"
+        );
     }
 }

@@ -101,7 +101,8 @@ impl SandboxError {
 
 /// Durations as users write them elsewhere in stagecheck: `30s`, `2m`, `250ms`.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 250ms, 30s or 2m"))
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 250ms, 30s or 2m"))
 }
 
 /// The validated arguments: everything the running sandbox needs, checked once.
@@ -164,7 +165,9 @@ fn parse_function_logs(specs: &[String]) -> Result<HashMap<String, logs::Functio
     for spec in specs {
         let parsed = spec
             .split_once('=')
-            .and_then(|(stage, shape)| Some((stage.trim(), logs::FunctionLog::parse(shape.trim())?)))
+            .and_then(|(stage, shape)| {
+                Some((stage.trim(), logs::FunctionLog::parse(shape.trim())?))
+            })
             .filter(|(stage, _)| !stage.is_empty());
         let Some((stage, shape)) = parsed else {
             return Err(format!(

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "stagecheck-sandbox", version, about = "Serve the local sandbox: API Gateway's data plane and the Lambda functions on moto")]
+#[command(
+    name = "stagecheck-sandbox",
+    version,
+    about = "Serve the local sandbox: API Gateway's data plane and the Lambda functions on moto"
+)]
 struct Cli {
     #[command(flatten)]
     args: stagecheck_sandbox::SandboxArgs,

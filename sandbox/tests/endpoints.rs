@@ -52,10 +52,28 @@ async fn dynamodb_on_its_own_endpoint_gets_the_items() {
     assert!(tables.has_item("test-User", &id).await);
     // The tables were made on the second process only; the API, the functions
     // and their logs on the first.
-    assert!(table_names(&rest).await.is_empty(), "{:?}", table_names(&rest).await);
-    assert!(table_names(&tables).await.contains(&"test-User".to_string()));
-    let apis = rest.apigateway.get_rest_apis().send().await.expect("GetRestApis");
+    assert!(
+        table_names(&rest).await.is_empty(),
+        "{:?}",
+        table_names(&rest).await
+    );
+    assert!(
+        table_names(&tables)
+            .await
+            .contains(&"test-User".to_string())
+    );
+    let apis = rest
+        .apigateway
+        .get_rest_apis()
+        .send()
+        .await
+        .expect("GetRestApis");
     assert!(!apis.items().is_empty());
-    let functions = rest.lambda.list_functions().send().await.expect("ListFunctions");
+    let functions = rest
+        .lambda
+        .list_functions()
+        .send()
+        .await
+        .expect("ListFunctions");
     assert!(!functions.functions().is_empty());
 }

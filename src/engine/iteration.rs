@@ -10,10 +10,11 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
 use http_body_util::Full;
 
 use super::client::{Answer, Body, Connection, Connector};
-use crate::metrics::{InvocationRecord, Metrics, RequestId, WriteRecord};
+use crate::metrics::Metrics;
 use crate::scenario::jsonpath::text_of;
 use crate::scenario::template::{Template, Vars};
 use crate::scenario::{CaptureSource, CheckKind, Expected, Plan, Predicate, Step};
+use crate::verify::records::{InvocationRecord, Records, RequestId, WriteRecord};
 
 /// An iteration due to start.
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +62,7 @@ pub struct IterationContext<'a> {
     pub plan: &'a Plan,
     pub connector: &'a Connector,
     pub metrics: &'a RefCell<Metrics>,
+    pub records: &'a RefCell<Records>,
     pub check_offsets: &'a [usize],
     /// One per step.
     pub prepared: &'a [PreparedRequest],
@@ -192,7 +194,7 @@ async fn steps(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) -> bool {
                 });
             }
             if cx.record.invocations && reached_function(status) {
-                metrics.records.invocations.push(InvocationRecord {
+                cx.records.borrow_mut().invocations.push(InvocationRecord {
                     step: index as u32,
                     seq: due.seq,
                     request_id: request_id(&answer),
@@ -203,7 +205,7 @@ async fn steps(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) -> bool {
                     WriteRecord::new(index as u32, due.seq, request_id(&answer), writes, |t| {
                         t.render(&vars)
                     });
-                metrics.records.writes.push(record);
+                cx.records.borrow_mut().writes.push(record);
             }
         }
         if !captured_all {

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::Error;
-use crate::metrics::{InvocationRecord, Metrics, Reservoir, WriteRecord};
+use crate::metrics::Metrics;
 use crate::scenario::Plan;
 use crate::summary::{Detail, RunFacts, Summary, TimelinePoint};
+use crate::verify::records::{InvocationRecord, Records, Reservoir, WriteRecord};
 use client::Connector;
 use worker::{Phase, WorkerMessage, WorkerSetup};
 
@@ -62,7 +63,7 @@ impl Collected {
         }
     }
 
-    fn add(&mut self, records: crate::metrics::Records) {
+    fn add(&mut self, records: Records) {
         records
             .writes
             .into_iter()
@@ -199,8 +200,8 @@ async fn coordinate(
         };
         tokio::select! {
             message = report_rx.recv() => match message {
-                Some(WorkerMessage::Tick { tick, mut delta }) => {
-                    collected.add(std::mem::take(&mut delta.records));
+                Some(WorkerMessage::Tick { tick, delta, records }) => {
+                    collected.add(records);
                     totals.merge(&delta);
                     let complete = add_to_second(&mut seconds, tick, &delta, threads, &plan);
                     if let Some(second) = complete {
@@ -223,8 +224,8 @@ async fn coordinate(
                         }
                     }
                 }
-                Some(WorkerMessage::Done { tick, mut delta }) => {
-                    collected.add(std::mem::take(&mut delta.records));
+                Some(WorkerMessage::Done { tick, delta, records }) => {
+                    collected.add(records);
                     totals.merge(&delta);
                     if let Some(second) = add_to_second(&mut seconds, tick, &delta, threads, &plan) {
                         timeline.push(TimelinePoint::from_delta(tick, &second));

@@ -18,6 +18,7 @@ use super::schedule::ArrivalSchedule;
 use super::timer::DueTimer;
 use crate::metrics::Metrics;
 use crate::scenario::{Model, Plan};
+use crate::verify::records::Records;
 
 /// What the coordinator tells workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -31,9 +32,17 @@ pub enum Phase {
 
 pub enum WorkerMessage {
     /// What one worker recorded during second `tick` of the run.
-    Tick { tick: u64, delta: Box<Metrics> },
+    Tick {
+        tick: u64,
+        delta: Box<Metrics>,
+        records: Records,
+    },
     /// The worker has stopped; what it recorded in its last, partial second `tick`.
-    Done { tick: u64, delta: Box<Metrics> },
+    Done {
+        tick: u64,
+        delta: Box<Metrics>,
+        records: Records,
+    },
 }
 
 pub struct WorkerSetup {
@@ -61,6 +70,9 @@ impl WorkerSetup {
 struct Worker {
     setup: WorkerSetup,
     metrics: RefCell<Metrics>,
+    /// What verification will look for, moved out each second with the metrics
+    /// (never merged into totals).
+    records: RefCell<Records>,
     check_offsets: Vec<usize>,
     prepared: Vec<PreparedRequest>,
     busy: Cell<u64>,
@@ -83,6 +95,7 @@ pub fn run(setup: WorkerSetup) {
     let plan = setup.plan.clone();
     let worker = Rc::new(Worker {
         metrics: RefCell::new(Metrics::new(plan.steps.len(), plan.check_count())),
+        records: RefCell::new(Records::default()),
         check_offsets: iteration::check_offsets(&plan),
         prepared: prepared_requests(&plan),
         busy: Cell::new(0),
@@ -96,9 +109,11 @@ pub fn run(setup: WorkerSetup) {
     let mut metrics = worker.metrics.borrow_mut();
     metrics.interrupted_iterations += worker.busy.get();
     let delta = metrics.take_delta();
+    let records = worker.records.take();
     let _ = worker.setup.report.send(WorkerMessage::Done {
         tick: worker.ticks_sent.get(),
         delta: Box::new(delta),
+        records,
     });
 }
 
@@ -144,10 +159,16 @@ impl Worker {
         for tick in 0.. {
             ticks.tick().await;
             let delta = Box::new(self.metrics.borrow_mut().take_delta());
+            // Moved, not copied: they can be large.
+            let records = self.records.take();
             if self
                 .setup
                 .report
-                .send(WorkerMessage::Tick { tick, delta })
+                .send(WorkerMessage::Tick {
+                    tick,
+                    delta,
+                    records,
+                })
                 .is_err()
             {
                 return;
@@ -161,6 +182,7 @@ impl Worker {
             plan: &self.setup.plan,
             connector: &self.setup.connector,
             metrics: &self.metrics,
+            records: &self.records,
             check_offsets: &self.check_offsets,
             prepared: &self.prepared,
             record: iteration::RecordWhat::for_plan(&self.setup.plan),

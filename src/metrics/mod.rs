@@ -3,12 +3,10 @@
 //! merging is one function and is exact (histograms add bucket by bucket).
 
 pub mod histogram;
-pub mod records;
 
 use hdrhistogram::Histogram;
 
 pub use histogram::{LatencySummary, decode_histogram, encode_histogram, new_histogram};
-pub use records::{InvocationRecord, Records, RequestId, Reservoir, WriteRecord, Written};
 
 /// Transport failures, counted apart from HTTP statuses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -159,8 +157,6 @@ pub struct Metrics {
     pub interrupted_iterations: u64,
     /// How late iterations started against their intended time (open model).
     pub schedule_lag_us: Histogram<u64>,
-    /// For verification; moved out, never merged into totals.
-    pub records: Records,
 }
 
 impl Metrics {
@@ -175,7 +171,6 @@ impl Metrics {
             unstarted_iterations: 0,
             interrupted_iterations: 0,
             schedule_lag_us: new_histogram(),
-            records: Records::default(),
         }
     }
 
@@ -215,10 +210,7 @@ impl Metrics {
     /// Hands out what was recorded since the last call and starts afresh,
     /// keeping the allocations.
     pub fn take_delta(&mut self) -> Metrics {
-        // Records are moved, not copied: they can be large.
-        let records = std::mem::take(&mut self.records);
-        let mut delta = self.clone();
-        delta.records = records;
+        let delta = self.clone();
         for step in &mut self.steps {
             step.reset();
         }

@@ -464,7 +464,7 @@ impl Cx<'_> {
     }
 
     fn duration(&self, value: &Spanned<String>) -> Result<Duration, Error> {
-        crate::cli::parse_duration(value.get_ref()).map_err(|m| self.error(value.span(), m))
+        crate::units::parse_duration(value.get_ref()).map_err(|m| self.error(value.span(), m))
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ScalarAttributeType};
 
 use super::aws::describe;
-use crate::metrics::Written;
+use super::records::Written;
 
 pub const MAX_BATCH: usize = 100;
 const PARALLEL_BATCHES: usize = 4;

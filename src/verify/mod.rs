@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod dynamodb;
 pub mod logs;
+pub mod records;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +14,6 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::error::Error;
-use crate::metrics::{InvocationRecord, Reservoir, WriteRecord, Written};
 use crate::scenario::{LogMatch, Plan, Stage};
 use crate::summary::{
     CleanupSummary, DynamoVerify, IsolationVerify, Leak, LogsVerify, VerifySummary,
@@ -21,6 +21,7 @@ use crate::summary::{
 use aws::Clients;
 use dynamodb::{Item, TableKeys};
 use logs::{Pacer, Window};
+use records::{InvocationRecord, Reservoir, WriteRecord, Written};
 
 const EXAMPLES: usize = 5;
 /// Keys read and judged at a time (100 BatchGetItem calls).

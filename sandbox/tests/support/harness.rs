@@ -155,17 +155,12 @@ impl Sandbox {
     pub fn try_launch(moto: &Moto, launch: Launch<'_>) -> Result<Sandbox, String> {
         let stderr = tempfile::NamedTempFile::new().expect("temp file");
         let mut cmd = super::sandbox_command();
-        cmd.args([
-            "--aws-endpoint",
-            &moto.endpoint,
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_PROFILE");
+        cmd.args(["--aws-endpoint", &moto.endpoint, "--listen", "127.0.0.1:0"])
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_PROFILE");
         for fault in launch.faults {
             cmd.args(["--fault", fault]);
         }

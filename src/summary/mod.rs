@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::{ErrorCounts, LatencySummary, Metrics, encode_histogram};
 use crate::scenario::Plan;
 
+mod judge;
+
 pub const SUMMARY_VERSION: u32 = 1;
 
 /// API Gateway's default steady-state limit per account and Region (burst 5 000).
@@ -328,32 +330,6 @@ impl Summary {
         };
         summary.judge(&plan.thresholds);
         summary
-    }
-
-    /// The verdict, from what the summary holds now: the rules, and whether
-    /// the run did what it claims. Run, merge and report all judge here.
-    pub fn judge(&mut self, rules: &[crate::thresholds::Threshold]) {
-        self.thresholds = crate::thresholds::evaluate(rules, self);
-        self.reasons.clear();
-        if self.partial {
-            self.reasons.push(match &self.stopped_by {
-                Some(why) => format!("the run did not finish: {why}"),
-                None => "the run did not finish".to_string(),
-            });
-        }
-        if self.totals.requests == 0 {
-            // Nothing measured proves nothing, whatever the rules say.
-            let interrupted = self.totals.interrupted_iterations;
-            self.reasons.push(if interrupted > 0 {
-                format!(
-                    "no request completed: {interrupted} iteration{} in flight when the grace period ran out",
-                    if interrupted == 1 { " was" } else { "s were" }
-                )
-            } else {
-                "no request completed".to_string()
-            });
-        }
-        self.passed = self.reasons.is_empty() && self.thresholds.iter().all(|t| t.ok);
     }
 
     /// A note on API Gateway's default throttling limits when the run came
