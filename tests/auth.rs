@@ -219,7 +219,9 @@ fn iam_stage_passes_signed_and_refuses_unsigned_or_wrongly_signed_runs() {
     assert_eq!(none.code, 3, "{}{}", none.stdout, none.stderr);
     assert!(
         none.stderr
-            .contains("no AWS credentials to sign requests with"),
+            .contains("No AWS credentials to sign requests with")
+            && none.stderr.contains("tried environment variables")
+            && !none.stderr.contains("IMDS"),
         "{}",
         none.stderr
     );

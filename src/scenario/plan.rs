@@ -12,7 +12,6 @@ use toml::Spanned;
 
 use super::file::{CaptureSpec, CheckSpec, LoadSpec, ScenarioFile, StepSpec};
 use super::jsonpath::JsonPath;
-use super::location::{key_path_at, line_col};
 use super::template::{Escape, Names, Template};
 use crate::auth::{Auth, AuthKind};
 use crate::error::{Error, ScenarioError};
@@ -426,15 +425,7 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     fn error(&self, span: Range<usize>, message: impl Into<String>) -> Error {
-        let (line, column) = line_col(self.src, span.start);
-        let field = key_path_at(self.src, span.start).unwrap_or_else(|| "(document)".into());
-        Error::Scenario(ScenarioError {
-            file: self.file.to_path_buf(),
-            line,
-            column,
-            field,
-            message: message.into(),
-        })
+        Error::Scenario(ScenarioError::at(self.file, self.src, span, message.into()))
     }
 
     fn duration(&self, value: &Spanned<String>) -> Result<Duration, Error> {
