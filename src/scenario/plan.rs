@@ -1344,7 +1344,7 @@ fn build_verify(
         None => Some(HeaderName::from_static("x-correlation-id")),
     };
     let log_match = match &spec.log_match {
-        None => LogMatch::CorrelationId,
+        None => LogMatch::Either,
         Some(m) => match m.get_ref().as_str() {
             "correlation_id" => LogMatch::CorrelationId,
             "request_id" => LogMatch::RequestId,
