@@ -28,9 +28,16 @@ pub struct ScenarioError {
     /// when no key covers the place (then none is shown).
     pub field: String,
     pub message: String,
-    /// The text of line `line`, without its line break.
-    pub source_line: String,
-    /// The bytes of `source_line` to underline (at least one character).
+    /// Boxed: every `Result` in the crate carries this error's size.
+    pub snippet: Box<SourceLine>,
+}
+
+/// The line an error points at, for the caret.
+#[derive(Debug)]
+pub struct SourceLine {
+    /// The text of the line, without its line break.
+    pub text: String,
+    /// The bytes of `text` to underline (at least one character).
     pub underline: std::ops::Range<usize>,
 }
 
@@ -47,12 +54,12 @@ impl ScenarioError {
             format!("in {}", self.field)
         };
         let report = [Level::ERROR.primary_title(&self.message).element(
-            Snippet::source(&self.source_line)
+            Snippet::source(&self.snippet.text)
                 .line_start(self.line)
                 .path(&path)
                 .annotation(
                     AnnotationKind::Primary
-                        .span(self.underline.clone())
+                        .span(self.snippet.underline.clone())
                         .label(&label),
                 ),
         )];

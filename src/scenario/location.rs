@@ -6,7 +6,7 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::error::ScenarioError;
+use crate::error::{ScenarioError, SourceLine};
 
 impl ScenarioError {
     /// The error at byte span `span` of `src`, the text of `file`.
@@ -38,8 +38,10 @@ impl ScenarioError {
                 .filter(|p| !p.is_empty())
                 .unwrap_or_default(),
             message,
-            source_line,
-            underline,
+            snippet: Box::new(SourceLine {
+                text: source_line,
+                underline,
+            }),
         }
     }
 }
