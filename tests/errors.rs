@@ -1,7 +1,7 @@
 //! Errors a person can read, through the real binary: AWS failures are one or
 //! two sentences naming the operation, the resource, the Region and the
 //! endpoint (never the SDK's `Debug` dump); missing credentials name the
-//! chain and `--no-verify`; a run that fails leaves no file where its summary
+//! chain and `--no-verify`; AccessDenied names the refused action; a run that fails leaves no file where its summary
 //! would go; a key the table cannot take, found after the load, is a failed
 //! verification (exit 1), not bad usage.
 
@@ -255,4 +255,112 @@ fn a_key_the_table_cannot_take_after_the_load_is_a_failed_verification() {
     assert!(error.contains("Id") && error.contains("number"), "{error}");
     assert!(server.seen().len() >= 2, "the load was sent");
     assert!(out.exists(), "the traffic's numbers are still written");
+}
+
+/// A process killed when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// moto with IAM enforced after three unauthenticated calls, and the keys of
+/// a user allowed only CloudWatch Logs, made with those three calls.
+fn moto_with_iam_reader() -> (Killed, String, String, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(support::sandbox::moto_server())
+        .args(["-H", "127.0.0.1", "-p", "0"])
+        .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start moto");
+    let stderr = child.stderr.take().unwrap();
+    let child = Killed(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("Running on http://127.0.0.1:").nth(1) {
+                let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(port);
+                }
+            }
+        }
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("moto started");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (key, secret) = rt.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "AKIDSETUP", "setup", None, None, "tests",
+            ))
+            .load()
+            .await;
+        let iam = aws_sdk_iam::Client::new(&config);
+        iam.create_user().user_name("reader").send().await.unwrap();
+        iam.put_user_policy()
+            .user_name("reader")
+            .policy_name("logs-only")
+            .policy_document(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"logs:*","Resource":"*"}]}"#,
+            )
+            .send()
+            .await
+            .unwrap();
+        let key = iam
+            .create_access_key()
+            .user_name("reader")
+            .send()
+            .await
+            .unwrap()
+            .access_key
+            .unwrap();
+        (key.access_key_id, key.secret_access_key)
+    });
+    (child, endpoint, key, secret)
+}
+
+#[test]
+fn access_denied_names_the_refused_action() {
+    let (moto, endpoint, key, secret) = moto_with_iam_reader();
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario_file(dir.path(), "s.toml", &writing_scenario(&server.url()));
+    let out = dir.path().join("summary.json");
+    let output = run(
+        isolated()
+            .env("AWS_ACCESS_KEY_ID", &key)
+            .env("AWS_SECRET_ACCESS_KEY", &secret),
+        &file,
+        &out,
+        &["--aws-endpoint", &endpoint, "--region", REGION],
+    );
+    drop(moto);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    let error = error_text(&output);
+    println!("{} characters: {error}", error.chars().count());
+    assert!(error.chars().count() < MAX_ERROR_CHARS, "{error}");
+    for piece in [
+        "DescribeTable on table test-User",
+        "AccessDenied",
+        "may not call dynamodb:DescribeTable",
+        "--no-verify",
+    ] {
+        assert!(error.contains(piece), "{piece:?} not in: {error}");
+    }
+    assert!(!error.contains("<?xml"), "{error}");
 }

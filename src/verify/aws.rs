@@ -137,9 +137,32 @@ impl<C> Service<C> {
         let (failure, message) = match error {
             SdkError::ServiceError(service) => {
                 let err = service.err();
-                let code = err.code().unwrap_or("UnknownError").to_string();
-                let said = err.message().map(str::trim).filter(|m| !m.is_empty());
-                let said = said.map_or_else(String::new, |m| format!(": {}", sentence_end(m)));
+                let raw = service.raw();
+                // An answer the SDK could not read a code from (an emulator's
+                // or a proxy's own error format): its status and first words.
+                // moto answers an IAM refusal in XML even for JSON services.
+                let body = raw
+                    .body()
+                    .bytes()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                let code = err
+                    .code()
+                    .map(str::to_string)
+                    .or_else(|| xml_element(&body, "Code"))
+                    .unwrap_or_else(|| format!("HTTP {}", raw.status().as_u16()));
+                let said = err
+                    .message()
+                    .map(str::trim)
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_string)
+                    .or_else(|| {
+                        err.code().is_none().then(|| {
+                            xml_element(&body, "Message").unwrap_or_else(|| one_line(&body))
+                        })
+                    })
+                    .filter(|m| !m.is_empty());
+                let said = said.map_or_else(String::new, |m| format!(": {}", sentence_end(&m)));
                 let fix = fix_for(&code, &format!("{}:{operation}", self.action_prefix));
                 (
                     AwsFailure::Service { code: code.clone() },
@@ -241,6 +264,23 @@ fn fix_for(code: &str, action: &str) -> String {
         String::new()
     } else {
         format!(" {fix}")
+    }
+}
+
+/// The text of the first `<name>` element of an XML error body.
+fn xml_element(body: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = body.find(&open)? + open.len();
+    let end = start + body[start..].find(&format!("</{name}>"))?;
+    Some(one_line(&body[start..end])).filter(|t| !t.is_empty())
+}
+
+/// `text` on one line and at most 200 characters: a body can be a page.
+fn one_line(text: &str) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &flat[..at]),
+        None => flat,
     }
 }
 
@@ -349,6 +389,19 @@ mod tests {
         );
         assert!(fix_for("ResourceNotFoundException", "x").contains("--no-verify"));
         assert_eq!(fix_for("SomethingElse", "x"), "");
+    }
+
+    #[test]
+    fn codes_are_read_from_xml_bodies() {
+        let body = "<?xml version=\"1.0\"?><ErrorResponse><Errors><Error><Code>AccessDenied</Code>\
+                    <Message>User: u is not authorized to perform: dynamodb:DescribeTable</Message>";
+        assert_eq!(xml_element(body, "Code").as_deref(), Some("AccessDenied"));
+        assert!(
+            xml_element(body, "Message")
+                .unwrap()
+                .ends_with("dynamodb:DescribeTable")
+        );
+        assert_eq!(xml_element("{}", "Code"), None);
     }
 
     #[test]
