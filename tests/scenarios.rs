@@ -155,3 +155,28 @@ fn bad_flags_are_exit_2() {
         );
     }
 }
+
+/// Most functions log no client header, and Powertools logs API Gateway's
+/// request id: by default either id finds an invocation, and the shipped
+/// scenarios rely on that default rather than naming a mode.
+#[test]
+fn log_match_defaults_to_either_and_shipped_scenarios_use_the_default() {
+    use stagecheck::scenario::{LogMatch, Overrides};
+    let overrides = Overrides {
+        validate_only: true,
+        ..Overrides::default()
+    };
+    for entry in std::fs::read_dir(root().join("scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(!text.contains("log_match"), "{}", path.display());
+            let plan = stagecheck::scenario::load(&path, &overrides).unwrap();
+            assert!(
+                plan.verify.log_match == LogMatch::Either,
+                "{}",
+                path.display()
+            );
+        }
+    }
+}
