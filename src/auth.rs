@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::SystemTime;
 
-use aws_credential_types::provider::ProvideCredentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -155,20 +154,13 @@ impl Auth {
                 iam.origin
             )));
         }
-        let no_credentials = |why: String| {
-            Error::Aws(format!(
-                "auth iam: no AWS credentials to sign requests with ({why}); set \
-                 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or --profile, \
-                 or run with a role"
-            ))
-        };
-        let provider = config
-            .credentials_provider()
-            .ok_or_else(|| no_credentials("no credential chain".into()))?;
-        let credentials = provider
-            .provide_credentials()
-            .await
-            .map_err(|e| no_credentials(crate::verify::aws::describe(&e)))?;
+        let credentials = crate::verify::aws::credentials(
+            &config,
+            aws,
+            "to sign requests with (auth iam)",
+            "or run with a role",
+        )
+        .await?;
         iam.identity = Some(credentials.into());
         Ok(())
     }

@@ -23,7 +23,14 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code as u8),
         Err(err) => {
-            eprintln!("{}: {err}", stagecheck::report::terminal::error_label());
+            match &err {
+                // The source line with a caret under the column, as rustc shows it.
+                stagecheck::Error::Scenario(e) => eprintln!(
+                    "{}",
+                    e.render(stagecheck::report::terminal::color_for_stderr())
+                ),
+                _ => eprintln!("{}: {err}", stagecheck::report::terminal::error_label()),
+            }
             ExitCode::from(err.exit_code() as u8)
         }
     }

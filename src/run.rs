@@ -85,14 +85,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     let json_to_stdout = args.out.as_deref() == Some(Path::new("-"));
     // Find out now, not after minutes of load, that the summary cannot be written.
     if let Some(out) = args.out.as_deref().filter(|_| !json_to_stdout) {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(out)
-            .map_err(|source| Error::WriteFile {
-                path: out.to_path_buf(),
-                source,
-            })?;
+        crate::report::check_writable(out)?;
     }
     args.reports.check(json_to_stdout)?;
     let quiet = args.quiet;
@@ -168,7 +161,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         }
     }
     // Once, before any output is written from it.
-    plan.secrets.redact_summary(&mut summary);
+    plan.secrets.redact_summary(&mut summary)?;
     if let Some(out) = &args.out {
         write_json(&summary, out)?;
     }

@@ -77,6 +77,7 @@ fn statuses(summary: &serde_json::Value, step: usize) -> serde_json::Value {
 }
 
 /// Items in `table` written by this run (scanned, so nothing is missed).
+/// Panics when the table cannot be read.
 fn items_of_run(moto: &Moto, table: &str, run_id: &str) -> usize {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -87,17 +88,21 @@ fn items_of_run(moto: &Moto, table: &str, run_id: &str) -> usize {
         let mut count = 0;
         let mut start = None;
         loop {
-            let out = match aws
+            // A failed scan is a failed test, never "0 items": an `== 0`
+            // assertion must not pass because moto is gone.
+            let out = aws
                 .dynamodb
                 .scan()
                 .table_name(table)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-            {
-                Ok(out) => out,
-                Err(_) => return count,
-            };
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "scan of {table} failed: {}",
+                        aws_smithy_types::error::display::DisplayErrorContext(&e)
+                    )
+                });
             count += out
                 .items()
                 .iter()
@@ -214,7 +219,9 @@ fn iam_stage_passes_signed_and_refuses_unsigned_or_wrongly_signed_runs() {
     assert_eq!(none.code, 3, "{}{}", none.stdout, none.stderr);
     assert!(
         none.stderr
-            .contains("no AWS credentials to sign requests with"),
+            .contains("No AWS credentials to sign requests with")
+            && none.stderr.contains("tried environment variables")
+            && !none.stderr.contains("IMDS"),
         "{}",
         none.stderr
     );
@@ -526,4 +533,11 @@ checks = [{{ status = [201] }}]
         "{}",
         ran.stdout
     );
+}
+
+#[test]
+#[should_panic(expected = "scan of no-such-table failed")]
+fn counting_items_of_a_table_that_cannot_be_read_fails_the_test() {
+    let moto = Moto::start();
+    items_of_run(&moto, "no-such-table", "scx");
 }

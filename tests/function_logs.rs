@@ -20,8 +20,8 @@ fn run_shipped(
     scenario: &Path,
     out: &Path,
 ) -> (i32, serde_json::Value, String) {
-    let text = std::fs::read_to_string(scenario).unwrap();
-    let load = if text.contains("model = \"closed\"") {
+    let source = std::fs::read_to_string(scenario).unwrap();
+    let load = if source.contains("model = \"closed\"") {
         ["--vus", "2"]
     } else {
         ["--rate", "5"]

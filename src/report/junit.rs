@@ -2,9 +2,12 @@
 //! every check and threshold as a test and show failures natively. One
 //! `testsuite` per kind: the run itself, checks, thresholds (verification
 //! results will be one more suite). Deterministic: the same summary always
-//! gives the same bytes, so `report --junit` equals `run --junit`.
+//! gives the same bytes, so `report --junit` equals `run --junit`. Written
+//! with quick-junit, the writer cargo-nextest uses.
 
-use std::fmt::Write as _;
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::summary::Summary;
 
@@ -102,100 +105,52 @@ pub fn render(summary: &Summary) -> String {
     };
     let suites = [run, checks, verification, thresholds];
 
-    let tests: usize = suites.iter().map(|s| s.cases.len()).sum();
-    let failures: usize = suites
-        .iter()
-        .flat_map(|s| &s.cases)
-        .filter(|c| c.failure.is_some())
-        .count();
-    let time = format!("{:.3}", summary.duration_s);
-    let mut out = String::new();
-    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" time=\"{time}\">",
-        escape(&format!("stagecheck {}", summary.scenario))
-    );
-    for suite in &suites {
-        let failed = suite.cases.iter().filter(|c| c.failure.is_some()).count();
-        let _ = writeln!(
-            out,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" skipped=\"0\" time=\"{time}\" timestamp=\"{}\">",
-            escape(&format!("{}.{}", summary.scenario, suite.name)),
-            suite.cases.len(),
-            escape(&summary.started_at),
-        );
-        out.push_str("    <properties>\n");
+    // The run's own time for every suite: checks and rules are judged over
+    // the whole run, not one after another.
+    let time = Duration::try_from_secs_f64(summary.duration_s).unwrap_or_default();
+    let timestamp = chrono::DateTime::parse_from_rfc3339(&summary.started_at).ok();
+    let mut report = Report::new(format!("stagecheck {}", summary.scenario));
+    report.set_time(time);
+    for suite in suites {
+        let mut out = TestSuite::new(format!("{}.{}", summary.scenario, suite.name));
+        out.set_time(time);
+        if let Some(timestamp) = timestamp {
+            out.set_timestamp(timestamp);
+        }
         for (name, value) in [
             ("scenario", summary.scenario.as_str()),
             ("stage", &summary.stage),
             ("base_url", &summary.base_url),
             ("run_id", &summary.run_id),
         ] {
-            let _ = writeln!(
-                out,
-                "      <property name=\"{name}\" value=\"{}\"/>",
-                escape(value)
-            );
+            out.add_property(Property::new(name, value));
         }
-        out.push_str("    </properties>\n");
-        for case in &suite.cases {
-            let _ = write!(
-                out,
-                "    <testcase classname=\"{}\" name=\"{}\" time=\"0\"",
-                escape(&case.classname),
-                escape(&case.name)
-            );
-            match &case.failure {
-                None => out.push_str("/>\n"),
+        for case in suite.cases {
+            let status = match case.failure {
+                None => TestCaseStatus::success(),
                 Some((message, details)) => {
-                    let _ = writeln!(
-                        out,
-                        ">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>",
-                        escape(message),
-                        suite.name,
-                        escape(details)
-                    );
+                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    status
+                        .set_message(message)
+                        .set_type(suite.name)
+                        .set_description(details);
+                    status
                 }
-            }
+            };
+            let mut test = TestCase::new(case.name, status);
+            test.set_classname(case.classname);
+            test.set_time(Duration::ZERO);
+            out.add_test_case(test);
         }
-        out.push_str("  </testsuite>\n");
+        report.add_test_suite(out);
     }
-    out.push_str("</testsuites>\n");
-    out
-}
-
-/// Escapes for both text and attribute values; characters XML 1.0 forbids
-/// (control characters from a response body) become U+FFFD.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Attribute values would turn raw newlines and tabs into spaces.
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            '\t' => out.push_str("&#9;"),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::escape;
-
-    #[test]
-    fn escapes_markup_and_forbidden_characters() {
-        assert_eq!(
-            escape("a<b & \"c\" 'd'>\n\u{1}"),
-            "a&lt;b &amp; &quot;c&quot; &apos;d&apos;&gt;&#10;\u{FFFD}"
-        );
-    }
+    // quick-junit drops the control characters XML 1.0 forbids (from a
+    // response body) and escapes the rest; writing to memory has no other
+    // way to fail, but should it, the report says so rather than lie.
+    report.to_string().unwrap_or_else(|e| {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- cannot render the JUnit report: {} -->\n<testsuites/>\n",
+            e.to_string().replace("--", "- -")
+        )
+    })
 }

@@ -45,7 +45,8 @@ pub fn load_summary(path: &Path) -> Result<Summary> {
 }
 
 /// Writes `contents` to `path`, or to stdout when `path` is `-`. A file is
-/// written beside and renamed, so a crash never leaves half a report.
+/// written to a temporary file beside it and renamed over it, so a crash or a
+/// failed run never leaves half a report, nor an empty file over an old one.
 pub fn write_output(path: &Path, contents: &str) -> Result<()> {
     if path == Path::new("-") {
         let mut stdout = std::io::stdout().lock();
@@ -57,38 +58,59 @@ pub fn write_output(path: &Path, contents: &str) -> Result<()> {
                 source,
             });
     }
-    let tmp = temp_path(path);
-    std::fs::write(&tmp, contents).map_err(|source| Error::WriteFile {
-        path: tmp.clone(),
+    let error = |source| Error::WriteFile {
+        path: path.to_path_buf(),
         source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::WriteFile {
-            path: path.to_path_buf(),
-            source,
-        }
-    })
+    };
+    let mut tmp = temp_beside(path).map_err(error)?;
+    tmp.write_all(contents.as_bytes())
+        .and_then(|()| tmp.flush())
+        .map_err(error)?;
+    // A dropped temporary file is removed, so a failed rename leaves nothing.
+    tmp.persist(path).map_err(|e| error(e.error))?;
+    Ok(())
 }
 
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
+/// A temporary file in `path`'s folder: a rename is atomic only within one
+/// file system.
+fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let prefix = format!(
+        ".{}.",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // Outputs are read by others (CI, a web server): the usual mode less the
+    // umask, not the temporary file's private 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
 }
 
-/// Finds out before minutes of load, not after, that a report cannot be
-/// written: creates and removes the temporary file beside it.
+/// Finds out before minutes of load, not after, that an output cannot be
+/// written: creates (and drops, which removes) a temporary file beside it.
+/// `path` itself is not touched until the output is whole.
 pub fn check_writable(path: &Path) -> Result<()> {
     if path == Path::new("-") {
         return Ok(());
     }
-    let tmp = temp_path(path);
-    std::fs::File::create(&tmp).map_err(|source| Error::WriteFile {
+    if path.is_dir() {
+        return Err(Error::WriteFile {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a folder"),
+        });
+    }
+    temp_beside(path).map_err(|source| Error::WriteFile {
         path: path.to_path_buf(),
         source,
     })?;
-    let _ = std::fs::remove_file(&tmp);
     Ok(())
 }
 

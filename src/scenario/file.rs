@@ -59,7 +59,8 @@ pub struct VerifySpec {
     /// Header carrying a unique id per request; `""` sends none.
     pub correlation_header: Option<S<String>>,
     /// What the functions log: `correlation_id` (our header), `request_id`
-    /// (API Gateway's `x-amzn-RequestId`, as Powertools logs it) or `either`.
+    /// (API Gateway's `x-amzn-RequestId`, as Powertools logs it) or `either`
+    /// (the default: most functions log only one of them).
     pub log_match: Option<S<String>>,
     /// Re-check missing items for this long before calling them missing.
     pub settle: Option<S<String>>,

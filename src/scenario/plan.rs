@@ -12,7 +12,6 @@ use toml::Spanned;
 
 use super::file::{CaptureSpec, CheckSpec, LoadSpec, ScenarioFile, StepSpec};
 use super::jsonpath::JsonPath;
-use super::location::{key_path_at, line_col};
 use super::template::{Escape, Names, Template};
 use crate::auth::{Auth, AuthKind};
 use crate::error::{Error, ScenarioError};
@@ -431,13 +430,14 @@ pub fn parse(path: &Path, src: &str, overrides: &Overrides) -> Result<Plan, Erro
             } else {
                 "[target] with base_url and stage"
             };
-            return Error::Scenario(ScenarioError {
-                file: cx.file.to_path_buf(),
-                line: 1,
-                column: 1,
-                field: table.to_string(),
-                message: format!("the scenario has no `{table}` table; add {example}"),
-            });
+            let mut error = ScenarioError::at(
+                cx.file,
+                cx.src,
+                0..0,
+                format!("the scenario has no `{table}` table; add {example}"),
+            );
+            error.field = table.to_string();
+            return Error::Scenario(error);
         }
         let span = e.span().unwrap_or(0..0);
         cx.error(span, message.to_string())
@@ -452,15 +452,7 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     fn error(&self, span: Range<usize>, message: impl Into<String>) -> Error {
-        let (line, column) = line_col(self.src, span.start);
-        let field = key_path_at(self.src, span.start).unwrap_or_else(|| "(document)".into());
-        Error::Scenario(ScenarioError {
-            file: self.file.to_path_buf(),
-            line,
-            column,
-            field,
-            message: message.into(),
-        })
+        Error::Scenario(ScenarioError::at(self.file, self.src, span, message.into()))
     }
 
     fn duration(&self, value: &Spanned<String>) -> Result<Duration, Error> {
@@ -1493,7 +1485,7 @@ fn build_verify(
         None => Some(HeaderName::from_static("x-correlation-id")),
     };
     let log_match = match &spec.log_match {
-        None => LogMatch::CorrelationId,
+        None => LogMatch::Either,
         Some(m) => match m.get_ref().as_str() {
             "correlation_id" => LogMatch::CorrelationId,
             "request_id" => LogMatch::RequestId,

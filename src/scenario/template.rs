@@ -36,8 +36,6 @@ pub enum Part {
     RandomInt(i64, i64),
     /// A capture slot of the iteration, filled by an earlier step.
     Capture(usize),
-    /// Reserved for data rows: the column's index in the current row.
-    Row(usize),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +174,7 @@ impl Template {
                 Part::Iteration => push_display(out, vars.iteration),
                 Part::NowMs => push_display(out, now_ms()),
                 Part::RandomInt(lo, hi) => push_display(out, fastrand::i64(*lo..=*hi)),
-                Part::Capture(slot) | Part::Row(slot) => {
+                Part::Capture(slot) => {
                     if let Some(Some(value)) = vars.captures.get(*slot) {
                         push_escaped(out, value, self.escape);
                     }
@@ -189,14 +187,6 @@ impl Template {
         let mut out = String::new();
         self.render_into(vars, &mut out);
         out
-    }
-
-    /// The capture slots this template reads.
-    pub fn captures(&self) -> impl Iterator<Item = usize> + '_ {
-        self.parts.iter().filter_map(|p| match p {
-            Part::Capture(slot) => Some(*slot),
-            _ => None,
-        })
     }
 }
 

@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ScalarAttributeType};
 
-use super::aws::describe;
+use super::aws::Service;
 use super::records::Written;
+use crate::error::{AwsError, Error};
+
+pub type Client = Service<aws_sdk_dynamodb::Client>;
 
 pub const MAX_BATCH: usize = 100;
 const PARALLEL_BATCHES: usize = 4;
@@ -25,10 +28,8 @@ pub struct TableKeys {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DynamoError {
-    #[error("table {table}: {message}")]
-    Describe { table: String, message: String },
-    #[error("BatchGetItem on {table}: {message}")]
-    Read { table: String, message: String },
+    #[error(transparent)]
+    Aws(#[from] AwsError),
     #[error(
         "key attribute {name} of table {table} is not in the write declaration (the table's key is {expected})"
     )]
@@ -37,25 +38,40 @@ pub enum DynamoError {
         name: String,
         expected: String,
     },
+    #[error(
+        "key attribute {name} of table {table} is a number, but the run recorded {value:?} for it: \
+         make the step's writes key a number, or check the table"
+    )]
+    KeyType {
+        table: String,
+        name: String,
+        value: String,
+    },
 }
 
-pub async fn describe_table(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-) -> Result<TableKeys, DynamoError> {
+impl From<DynamoError> for Error {
+    fn from(e: DynamoError) -> Error {
+        match e {
+            DynamoError::Aws(e) => Error::AwsCall(e),
+            // Keys are built from what the run recorded: the load is sent.
+            key @ (DynamoError::KeyMismatch { .. } | DynamoError::KeyType { .. }) => {
+                Error::Verification(key.to_string())
+            }
+        }
+    }
+}
+
+pub async fn describe_table(client: &Client, table: &str) -> Result<TableKeys, DynamoError> {
+    let resource = format!("table {table}");
     let out = client
         .describe_table()
         .table_name(table)
         .send()
         .await
-        .map_err(|e| DynamoError::Describe {
-            table: table.to_string(),
-            message: describe(&e),
-        })?;
-    let description = out.table.ok_or_else(|| DynamoError::Describe {
-        table: table.into(),
-        message: "no description".into(),
-    })?;
+        .map_err(|e| client.error("DescribeTable", &resource, &e))?;
+    let description = out
+        .table
+        .ok_or_else(|| client.problem("DescribeTable", &resource, "the answer has no table."))?;
     let definitions: HashMap<String, ScalarAttributeType> = description
         .attribute_definitions()
         .iter()
@@ -94,6 +110,15 @@ pub fn key_of(written: &Written<'_>, keys: &TableKeys) -> Result<Item, DynamoErr
                 expected: keys.types.keys().cloned().collect::<Vec<_>>().join(", "),
             })?;
         let value = match kind {
+            // DynamoDB would refuse the whole batch (ValidationException):
+            // name the attribute and the value instead.
+            ScalarAttributeType::N if value.trim().parse::<f64>().is_err() => {
+                return Err(DynamoError::KeyType {
+                    table: keys.table.clone(),
+                    name: name.clone(),
+                    value,
+                });
+            }
             ScalarAttributeType::N => AttributeValue::N(value),
             ScalarAttributeType::B => {
                 AttributeValue::B(aws_smithy_types::Blob::new(value.into_bytes()))
@@ -142,7 +167,7 @@ pub fn batches(keys: &[Item]) -> Vec<Vec<Item>> {
 
 /// Reads the given keys; returns the items found, by key text.
 pub async fn read_items(
-    client: &aws_sdk_dynamodb::Client,
+    client: &Client,
     table: &str,
     keys: &[Item],
     calls: &std::sync::atomic::AtomicU64,
@@ -160,9 +185,12 @@ pub async fn read_items(
         let Some(joined) = running.join_next().await else {
             break;
         };
-        let (items, n_calls) = joined.map_err(|e| DynamoError::Read {
-            table: table.into(),
-            message: e.to_string(),
+        let (items, n_calls) = joined.map_err(|e| {
+            client.problem(
+                "BatchGetItem",
+                &format!("table {table}"),
+                &format!("a batch stopped: {e}."),
+            )
         })??;
         calls.fetch_add(n_calls, std::sync::atomic::Ordering::Relaxed);
         for item in items {
@@ -178,14 +206,12 @@ pub async fn read_items(
 }
 
 async fn read_batch(
-    client: &aws_sdk_dynamodb::Client,
+    client: &Client,
     table: &str,
     batch: Vec<Item>,
 ) -> Result<(Vec<Item>, u64), DynamoError> {
-    let err = |message: String| DynamoError::Read {
-        table: table.to_string(),
-        message,
-    };
+    let resource = format!("table {table}");
+    let err = |what: String| client.problem("BatchGetItem", &resource, &what);
     let mut items = Vec::new();
     let mut keys = batch;
     let mut calls = 0;
@@ -202,14 +228,14 @@ async fn read_batch(
             .set_keys(Some(keys.clone()))
             .consistent_read(true)
             .build()
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(format!("cannot build the request: {e}.")))?;
         calls += 1;
         let out = client
             .batch_get_item()
             .request_items(table, request)
             .send()
             .await
-            .map_err(|e| err(describe(&e)))?;
+            .map_err(|e| client.error("BatchGetItem", &resource, &e))?;
         if let Some(mut responses) = out.responses
             && let Some(got) = responses.remove(table)
         {
@@ -223,9 +249,11 @@ async fn read_batch(
     }
     if !keys.is_empty() {
         return Err(err(format!(
-            "{} keys still unprocessed after {MAX_ATTEMPTS} attempts",
+            "{} keys still unprocessed after {MAX_ATTEMPTS} attempts. The table is throttling \
+             reads: run the verification again later.",
             keys.len()
-        )));
+        ))
+        .into());
     }
     Ok((items, calls))
 }

@@ -8,7 +8,10 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::aws::describe;
+use super::aws::Service;
+use crate::error::{AwsError, Error};
+
+pub type Client = Service<aws_sdk_cloudwatchlogs::Client>;
 
 /// FilterLogEvents allows about 5 requests/s per account and Region.
 const MIN_INTERVAL: Duration = Duration::from_millis(220);
@@ -16,10 +19,32 @@ const MAX_PAGES: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogsError {
-    #[error("log group {group}: {message}")]
-    Read { group: String, message: String },
-    #[error("log group {group} does not exist")]
-    Missing { group: String },
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error(
+        "log group {group} does not exist ({region}, {endpoint}). Check the function's name and \
+         the Region (a function that never ran has no log group yet), or pass --no-verify to \
+         skip verification."
+    )]
+    Missing {
+        group: String,
+        region: String,
+        endpoint: String,
+    },
+}
+
+impl From<LogsError> for Error {
+    fn from(e: LogsError) -> Error {
+        match e {
+            LogsError::Aws(e) => Error::AwsCall(e),
+            missing @ LogsError::Missing { .. } => Error::AwsCall(AwsError {
+                failure: crate::error::AwsFailure::Service {
+                    code: "ResourceNotFoundException".into(),
+                },
+                message: missing.to_string(),
+            }),
+        }
+    }
 }
 
 /// Spaces calls so the whole run stays under the account's rate limit.
@@ -58,19 +83,13 @@ pub struct Window {
     pub end_ms: i64,
 }
 
-pub async fn group_exists(
-    client: &aws_sdk_cloudwatchlogs::Client,
-    group: &str,
-) -> Result<(), LogsError> {
+pub async fn group_exists(client: &Client, group: &str) -> Result<(), LogsError> {
     let out = client
         .describe_log_groups()
         .log_group_name_prefix(group)
         .send()
         .await
-        .map_err(|e| LogsError::Read {
-            group: group.to_string(),
-            message: describe(&e),
-        })?;
+        .map_err(|e| client.error("DescribeLogGroups", &format!("log group {group}"), &e))?;
     if out
         .log_groups()
         .iter()
@@ -80,6 +99,8 @@ pub async fn group_exists(
     } else {
         Err(LogsError::Missing {
             group: group.to_string(),
+            region: client.region.clone(),
+            endpoint: client.endpoint.clone(),
         })
     }
 }
@@ -87,7 +108,7 @@ pub async fn group_exists(
 /// Shows `visit` every event's message in the window, following all pages.
 /// A page at a time: a long run's log lines are never all held at once.
 pub async fn scan(
-    client: &aws_sdk_cloudwatchlogs::Client,
+    client: &Client,
     pacer: &Pacer,
     group: &str,
     window: &Window,
@@ -106,10 +127,7 @@ pub async fn scan(
             .set_next_token(token.take())
             .send()
             .await
-            .map_err(|e| LogsError::Read {
-                group: group.to_string(),
-                message: describe(&e),
-            })?;
+            .map_err(|e| client.error("FilterLogEvents", &format!("log group {group}"), &e))?;
         page.events()
             .iter()
             .filter_map(|e| e.message())

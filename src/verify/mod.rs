@@ -52,15 +52,13 @@ pub struct Evidence {
 /// permission is one sentence now, not a failure after minutes of load.
 pub async fn preflight(plan: &Plan) -> Result<Verifier, Error> {
     let v = &plan.verify;
-    let clients = Clients::new(&v.aws).await;
-    let fail = |stage: &Stage, what: String| {
-        Error::Aws(format!("preflight for stage {}: {what}", stage.name))
-    };
+    let clients = Clients::new(&v.aws).await?;
+    let fail = |stage: &Stage, e: Error| e.for_stage(&stage.name);
     let own_table = if v.dynamodb || !v.isolate_from.is_empty() {
         Some(
             dynamodb::describe_table(&clients.dynamodb, &plan.stage.backends.table)
                 .await
-                .map_err(|e| fail(&plan.stage, e.to_string()))?,
+                .map_err(|e| fail(&plan.stage, e.into()))?,
         )
     } else {
         None
@@ -68,16 +66,16 @@ pub async fn preflight(plan: &Plan) -> Result<Verifier, Error> {
     if v.logs {
         logs::group_exists(&clients.logs, &plan.stage.backends.log_group)
             .await
-            .map_err(|e| fail(&plan.stage, e.to_string()))?;
+            .map_err(|e| fail(&plan.stage, e.into()))?;
     }
     let mut other_tables = Vec::new();
     for other in &v.isolate_from {
         let keys = dynamodb::describe_table(&clients.dynamodb, &other.backends.table)
             .await
-            .map_err(|e| fail(other, e.to_string()))?;
+            .map_err(|e| fail(other, e.into()))?;
         logs::group_exists(&clients.logs, &other.backends.log_group)
             .await
-            .map_err(|e| fail(other, e.to_string()))?;
+            .map_err(|e| fail(other, e.into()))?;
         other_tables.push((other.clone(), keys));
     }
     // Keys must be buildable from what the steps declare, or nothing can be checked.
@@ -173,8 +171,7 @@ impl Verifier {
         // together; a sorted vector costs far less than a map of items.
         let mut keyed = Vec::with_capacity(writes.len());
         for record in writes {
-            let key = dynamodb::key_of(&read_write(plan, record), keys)
-                .map_err(|e| Error::Usage(e.to_string()))?;
+            let key = dynamodb::key_of(&read_write(plan, record), keys).map_err(Error::from)?;
             keyed.push((dynamodb::key_text(&key), record));
         }
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
@@ -255,7 +252,7 @@ impl Verifier {
             |m| starts += u64::from(logs::is_invocation_start(m)),
         )
         .await
-        .map_err(|e| Error::Aws(e.to_string()))?;
+        .map_err(Error::from)?;
         let mut result = LogsVerify {
             log_group: group.clone(),
             checked: invocations.len() as u64,
@@ -402,10 +399,7 @@ impl Verifier {
     ) -> Result<HashMap<String, Item>, Error> {
         let mut wanted = Vec::with_capacity(records.len());
         for record in records {
-            wanted.push(
-                dynamodb::key_of(&read_write(plan, record), keys)
-                    .map_err(|e| Error::Usage(e.to_string()))?,
-            );
+            wanted.push(dynamodb::key_of(&read_write(plan, record), keys).map_err(Error::from)?);
         }
         dynamodb::read_items(
             &self.clients.dynamodb,
@@ -414,7 +408,7 @@ impl Verifier {
             &self.batch_calls,
         )
         .await
-        .map_err(|e| Error::Aws(e.to_string()))
+        .map_err(Error::from)
     }
 
     /// The markers that occur in a log group's events over the window.
@@ -441,7 +435,7 @@ impl Verifier {
             },
         )
         .await
-        .map_err(|e| Error::Aws(e.to_string()))?;
+        .map_err(Error::from)?;
         Ok(found)
     }
 
