@@ -14,8 +14,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Request};
 use http_body_util::Full;
 
+use crate::aws::AwsOptions;
 use crate::error::Error;
-use crate::scenario::AwsOptions;
 
 /// API Gateway's header for API keys.
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -143,7 +143,7 @@ impl Auth {
         let Auth::Iam(iam) = self else {
             return Ok(());
         };
-        let config = crate::verify::aws::config(aws).await;
+        let config = crate::aws::config(aws).await;
         if iam.region.is_none() {
             iam.region = config.region().map(|r| r.to_string());
         }
@@ -154,7 +154,7 @@ impl Auth {
                 iam.origin
             )));
         }
-        let credentials = crate::verify::aws::credentials(
+        let credentials = crate::aws::credentials(
             &config,
             aws,
             "to sign requests with (auth iam)",

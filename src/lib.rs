@@ -3,19 +3,20 @@
 //! The modules follow one run's data flow: a scenario file is parsed into a
 //! validated [`scenario::Plan`]; the [`engine`] drives traffic and records into
 //! [`metrics`]; the result is one [`summary::Summary`] that thresholds and every
-//! [`report`] format read. The local sandbox (API Gateway's data plane and the
+//! [`report`] format read; [`verify`] proves where the traffic landed. The
+//! [`commands`] sit on top, one module per subcommand. The local sandbox (API Gateway's data plane and the
 //! Lambda functions on top of moto, for demos and tests) is a crate of its own,
 //! `stagecheck-sandbox`, sharing no code with this one.
 
 pub mod auth;
+pub mod aws;
 pub mod cli;
+pub mod commands;
 pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod report;
-pub mod run;
 pub mod scenario;
-pub mod secrets;
 pub mod summary;
 pub mod thresholds;
 pub mod units;

@@ -2,23 +2,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use stagecheck::cli::{Cli, Command};
+use stagecheck::commands;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Validate(args) => stagecheck::run::validate(&args),
-        Command::Run(args) => stagecheck::run::run(&args),
+        Command::Validate(args) => commands::validate::validate(&args),
+        Command::Run(args) => commands::run::run(&args),
         #[cfg(feature = "sandbox")]
-        Command::Sandbox(args) => match stagecheck_sandbox::main(args) {
-            Ok(()) => Ok(stagecheck::error::exit::PASS),
-            Err(err) => {
-                eprintln!("{}: {err}", stagecheck::report::terminal::error_label());
-                return ExitCode::from(err.exit_code() as u8);
-            }
-        },
-        Command::Report(args) => stagecheck::report::report(&args),
-        Command::Compare(args) => stagecheck::report::compare::compare(&args),
-        Command::Merge(args) => stagecheck::report::merge::command(&args),
+        Command::Sandbox(args) => Ok(commands::sandbox::sandbox(args)),
+        Command::Report(args) => commands::report::report(&args),
+        Command::Compare(args) => commands::compare::compare(&args),
+        Command::Merge(args) => commands::merge::merge(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

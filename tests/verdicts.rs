@@ -201,7 +201,8 @@ fn validate_refuses_a_step_prefix_on_a_whole_run_metric() {
     let output = run_bounded(stagecheck().arg("validate").arg(&file), LIMIT);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("prefix.toml:11:10:"), "{stderr}");
+    assert!(stderr.contains("prefix.toml:11:10"), "{stderr}");
+    assert!(stderr.contains("in thresholds.rules[0]"), "{stderr}");
     assert!(
         stderr.contains("missing_writes is measured for the whole run, not per step; write `missing_writes == 0`"),
         "{stderr}"

@@ -7,11 +7,11 @@
 //! relative drop (`rps=-5%` or `rps=5%`).
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
-use crate::cli::CompareArgs;
 use crate::error::{Error, exit};
 use crate::metrics::LatencySummary;
 use crate::report::terminal::fmt_ms;
@@ -350,20 +350,21 @@ fn allowed_text(m: Measure, limit: f64) -> String {
 }
 
 /// `stagecheck compare BASELINE CANDIDATE [--max-regression …]`.
-pub fn compare(args: &CompareArgs) -> crate::Result<i32> {
-    let bounds_text = args
-        .max_regression
-        .as_deref()
-        .unwrap_or(DEFAULT_MAX_REGRESSION);
+pub fn compare_files(
+    baseline: &Path,
+    candidate: &Path,
+    max_regression: Option<&str>,
+) -> crate::Result<i32> {
+    let bounds_text = max_regression.unwrap_or(DEFAULT_MAX_REGRESSION);
     let bounds = parse_bounds(bounds_text).map_err(Error::Usage)?;
-    let base = crate::report::load_summary(&args.baseline)?;
-    let cand = crate::report::load_summary(&args.candidate)?;
+    let base = crate::report::load_summary(baseline)?;
+    let cand = crate::report::load_summary(candidate)?;
     let result = compare_summaries(&base, &cand, &bounds);
     let mut out = String::new();
     let _ = writeln!(
         out,
         "baseline  {}: {} on {}, run {} at {}",
-        args.baseline.display(),
+        baseline.display(),
         base.scenario,
         base.stage,
         base.run_id,
@@ -372,7 +373,7 @@ pub fn compare(args: &CompareArgs) -> crate::Result<i32> {
     let _ = writeln!(
         out,
         "candidate {}: {} on {}, run {} at {}",
-        args.candidate.display(),
+        candidate.display(),
         cand.scenario,
         cand.stage,
         cand.run_id,

@@ -14,12 +14,9 @@
 //! window, shared by all shards, so the merge keeps the highest.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use hdrhistogram::Histogram;
 
-use crate::cli::MergeArgs;
-use crate::error::Error;
 use crate::metrics::{
     ErrorCounts, LatencySummary, decode_histogram, encode_histogram, new_histogram,
 };
@@ -32,40 +29,6 @@ use crate::thresholds::Threshold;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot merge: {0}")]
 pub struct MergeError(pub String);
-
-/// `stagecheck merge A.json B.json … --out M.json`.
-pub fn command(args: &MergeArgs) -> crate::Result<i32> {
-    let json_to_stdout = args.out == Path::new("-");
-    args.reports.check(json_to_stdout)?;
-    crate::report::check_writable(&args.out)?;
-    let parts = args
-        .summaries
-        .iter()
-        .map(|path| crate::report::load_summary(path))
-        .collect::<crate::Result<Vec<_>>>()?;
-    let merged = merge(&parts).map_err(|e| {
-        let files: Vec<String> = args
-            .summaries
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        Error::Usage(format!("{e} (files, in order: {})", files.join(", ")))
-    })?;
-    if let Some(skew) = merged.start_skew_s
-        && skew > args.max_start_skew.as_secs_f64()
-    {
-        return Err(Error::Usage(format!(
-            "cannot merge: the shards started {skew:.3}s apart, more than --max-start-skew {}, so together they did not send the scenario's load; start every shard with one `run --start-at TIME`",
-            humantime::format_duration(args.max_start_skew)
-        )));
-    }
-    crate::run::write_json(&merged, &args.out)?;
-    args.reports.write(&merged)?;
-    if !args.quiet {
-        crate::report::print_terminal(&merged, json_to_stdout || args.reports.to_stdout());
-    }
-    Ok(crate::run::outcome(&merged))
-}
 
 /// Merges summaries of one scenario (normally its shards) into one.
 pub fn merge(parts: &[Summary]) -> Result<Summary, MergeError> {

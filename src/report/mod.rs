@@ -14,8 +14,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::Result;
-use crate::cli::{ReportArgs, ReportFiles};
-use crate::error::Error;
+use crate::cli::ReportFiles;
+use crate::error::{Error, exit};
 use crate::summary::Summary;
 
 /// A measured value as reports print it: whole numbers bare, others to 3 decimals.
@@ -192,14 +192,18 @@ pub fn print_terminal(summary: &Summary, stdout_taken: bool) {
     }
 }
 
-/// `stagecheck report SUMMARY.json`: renders a saved summary again; the exit
-/// code is the summary's own verdict.
-pub fn report(args: &ReportArgs) -> Result<i32> {
-    args.reports.check(false)?;
-    let summary = load_summary(&args.summary)?;
-    args.reports.write(&summary)?;
-    if !args.quiet {
-        print_terminal(&summary, args.reports.to_stdout());
+/// The exit code of a verdict: `passed` already says no for an interrupted
+/// run; `partial` is read too for summaries written before it did.
+pub fn outcome(summary: &Summary) -> i32 {
+    if summary.passed && !summary.partial {
+        exit::PASS
+    } else {
+        exit::FAILED
     }
-    Ok(crate::run::outcome(&summary))
+}
+
+pub fn write_json(summary: &Summary, out: &Path) -> Result<()> {
+    let text = serde_json::to_string_pretty(summary)
+        .map_err(|e| Error::Runtime(format!("cannot encode the summary: {e}")))?;
+    write_output(out, &(text + "\n"))
 }

@@ -4,6 +4,7 @@ pub mod file;
 pub mod jsonpath;
 pub mod location;
 pub mod plan;
+pub mod secrets;
 pub mod template;
 
 pub use plan::{

@@ -12,10 +12,11 @@ use toml::Spanned;
 
 use super::file::{CaptureSpec, CheckSpec, LoadSpec, ScenarioFile, StepSpec};
 use super::jsonpath::JsonPath;
+use super::secrets::Secrets;
 use super::template::{Escape, Names, Template};
 use crate::auth::{Auth, AuthKind};
+pub use crate::aws::AwsOptions;
 use crate::error::{Error, ScenarioError};
-use crate::secrets::Secrets;
 use crate::thresholds::{Metric, Op, Threshold};
 
 #[derive(Debug, Clone)]
@@ -95,14 +96,6 @@ pub enum LogMatch {
     /// API Gateway's request id (`x-amzn-RequestId`), as Powertools logs it.
     RequestId,
     Either,
-}
-
-/// Where the AWS SDK looks; empty means the default chain and environment.
-#[derive(Debug, Clone, Default)]
-pub struct AwsOptions {
-    pub region: Option<String>,
-    pub profile: Option<String>,
-    pub endpoint: Option<String>,
 }
 
 /// The item a step writes: its key and expected attributes, rendered per iteration.

@@ -10,6 +10,7 @@ use crate::metrics::{ErrorCounts, LatencySummary, Metrics, encode_histogram};
 use crate::scenario::Plan;
 
 mod judge;
+mod redact;
 
 pub const SUMMARY_VERSION: u32 = 1;
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ScalarAttributeType};
 
-use super::aws::Service;
 use super::records::Written;
+use crate::aws::Service;
 use crate::error::{AwsError, Error};
 
 pub type Client = Service<aws_sdk_dynamodb::Client>;

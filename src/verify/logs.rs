@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::aws::Service;
+use crate::aws::Service;
 use crate::error::{AwsError, Error};
 
 pub type Client = Service<aws_sdk_cloudwatchlogs::Client>;

@@ -2,7 +2,6 @@
 //! table with the attributes written, the requests reached the stage's own
 //! function (its log group), and none of it reached another stage.
 
-pub mod aws;
 pub mod dynamodb;
 pub mod logs;
 pub mod records;
@@ -13,12 +12,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use crate::aws::Clients;
 use crate::error::Error;
 use crate::scenario::{LogMatch, Plan, Stage};
 use crate::summary::{
     CleanupSummary, DynamoVerify, IsolationVerify, Leak, LogsVerify, VerifySummary,
 };
-use aws::Clients;
 use dynamodb::{Item, TableKeys};
 use logs::{Pacer, Window};
 use records::{InvocationRecord, Reservoir, WriteRecord, Written};

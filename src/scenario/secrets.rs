@@ -8,10 +8,8 @@
 
 use http::HeaderName;
 
-use crate::error::Error;
 use crate::scenario::CheckKind;
 use crate::scenario::template::{Part, Template};
-use crate::summary::Summary;
 
 pub const MASK: &str = "***";
 
@@ -54,6 +52,11 @@ impl Secrets {
             extra,
             ..Secrets::default()
         }
+    }
+
+    /// No secret value is known: nothing to mask in texts.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
     }
 
     pub fn is_sensitive(&self, name: &HeaderName) -> bool {
@@ -131,47 +134,6 @@ impl Secrets {
             &text,
             self.values.iter().map(String::as_str).chain(captured),
         )
-    }
-
-    /// Every text in the summary, before any report is written from it.
-    /// Histograms are left alone: they are base64 numbers, not text.
-    ///
-    /// Fails closed: when the summary cannot make the round trip through JSON
-    /// (a non-finite number encodes as `null` and does not decode back), the
-    /// error says so and the caller writes nothing, rather than the secrets.
-    pub fn redact_summary(&self, summary: &mut Summary) -> Result<(), Error> {
-        if self.values.is_empty() {
-            return Ok(());
-        }
-        let fail = |why: String| {
-            Error::Runtime(format!(
-                "cannot mask the secrets in the summary ({why}), so no summary or report is written"
-            ))
-        };
-        let mut json = serde_json::to_value(&*summary).map_err(|e| fail(e.to_string()))?;
-        self.redact_json(&mut json, "");
-        *summary = serde_json::from_value(json).map_err(|e| fail(e.to_string()))?;
-        Ok(())
-    }
-
-    fn redact_json(&self, value: &mut serde_json::Value, key: &str) {
-        match value {
-            serde_json::Value::String(s) if !key.ends_with("histogram") => {
-                let masked = self.redact(s);
-                if masked != *s {
-                    *s = masked;
-                }
-            }
-            serde_json::Value::Array(items) => {
-                items.iter_mut().for_each(|v| self.redact_json(v, key));
-            }
-            serde_json::Value::Object(map) => {
-                for (k, v) in map.iter_mut() {
-                    self.redact_json(v, k);
-                }
-            }
-            _ => {}
-        }
     }
 }
 
@@ -256,74 +218,6 @@ mod tests {
         assert!(!text.contains("abc123"), "{text}");
         let missing = s.check_example(&kind, "header x-my-token: missing".into(), &[]);
         assert_eq!(missing, "header x-my-token: missing");
-    }
-
-    /// A summary whose `stopped_by` holds `text`, with `rps` as given.
-    fn summary_with(text: &str, rps: f64) -> Summary {
-        use crate::metrics::{ErrorCounts, LatencySummary};
-        use crate::summary::{ChecksSummary, Totals};
-        Summary {
-            version: 1,
-            scenario: "s".into(),
-            scenario_file: "s.toml".into(),
-            stage: "test".into(),
-            base_url: "http://127.0.0.1:1/test".into(),
-            run_id: "scx".into(),
-            model: "open".into(),
-            started_at: "2026-01-01T00:00:00Z".into(),
-            duration_s: 1.0,
-            partial: true,
-            stopped_by: Some(text.into()),
-            shard: None,
-            merged_from: Vec::new(),
-            start_skew_s: None,
-            totals: Totals {
-                requests: 0,
-                failed: 0,
-                throttled: 0,
-                rps,
-                target_rate: None,
-                iterations: 0,
-                completed_iterations: 0,
-                failed_iterations: 0,
-                unstarted_iterations: 0,
-                dropped_iterations: 0,
-                interrupted_iterations: 0,
-                errors: ErrorCounts::default(),
-                latency_ms: LatencySummary::default(),
-                schedule_lag_ms: LatencySummary::default(),
-                histogram: String::new(),
-            },
-            steps: Vec::new(),
-            checks: ChecksSummary::default(),
-            thresholds: Vec::new(),
-            timeline: Vec::new(),
-            verify: None,
-            passed: false,
-            reasons: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn summary_redaction_masks_and_fails_closed() {
-        let mut s = Secrets::new(Vec::new());
-        s.add_value("k-very-secret-value");
-        let mut summary = summary_with("sent k-very-secret-value", 1.0);
-        s.redact_summary(&mut summary).unwrap();
-        assert_eq!(summary.stopped_by.as_deref(), Some("sent ***"));
-        // NaN encodes as JSON null and cannot decode back into the summary:
-        // the secret must not survive that quietly.
-        let mut summary = summary_with("sent k-very-secret-value", f64::NAN);
-        let result = s.redact_summary(&mut summary);
-        let still_there = summary
-            .stopped_by
-            .as_deref()
-            .is_some_and(|t| t.contains("k-very-secret-value"));
-        assert!(
-            result.is_err() || !still_there,
-            "the secret stayed and nothing said so"
-        );
-        assert!(result.is_err());
     }
 
     struct NoNames;

@@ -1,35 +1,15 @@
-//! The `validate` and `run` commands: from arguments to a plan, a run, a
-//! summary, its outputs and the exit code.
+//! `stagecheck run`: from arguments to a plan, a run, a summary, its outputs
+//! and the exit code.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::cli::{RunArgs, ValidateArgs};
-use crate::error::{Error, exit};
-use crate::report::{progress, terminal};
+use crate::cli::RunArgs;
+use crate::error::Error;
+use crate::report::{self, progress, terminal};
 use crate::scenario::{self, AwsOptions, Overrides, TlsOptions};
 use crate::summary::{Detail, Summary};
 use crate::{Result, engine, verify};
-
-pub fn validate(args: &ValidateArgs) -> Result<i32> {
-    let overrides = Overrides {
-        validate_only: true,
-        ..Overrides::default()
-    };
-    for file in &args.files {
-        let plan = scenario::load(file, &overrides)?;
-        println!(
-            "{}: ok ({} step{}, {} model, {} threshold{})",
-            file.display(),
-            plan.steps.len(),
-            if plan.steps.len() == 1 { "" } else { "s" },
-            plan.load.model_name(),
-            plan.thresholds.len(),
-            if plan.thresholds.len() == 1 { "" } else { "s" },
-        );
-    }
-    Ok(exit::PASS)
-}
 
 pub fn overrides(args: &RunArgs) -> Overrides {
     Overrides {
@@ -161,9 +141,9 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         }
     }
     // Once, before any output is written from it.
-    plan.secrets.redact_summary(&mut summary)?;
+    summary.redact(&plan.secrets)?;
     if let Some(out) = &args.out {
-        write_json(&summary, out)?;
+        report::write_json(&summary, out)?;
     }
     args.reports.write(&summary)?;
     // The summary is written even when verification failed to run: the
@@ -172,9 +152,9 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         return Err(e);
     }
     if !quiet {
-        crate::report::print_terminal(&summary, json_to_stdout || args.reports.to_stdout());
+        report::print_terminal(&summary, json_to_stdout || args.reports.to_stdout());
     }
-    Ok(outcome(&summary))
+    Ok(report::outcome(&summary))
 }
 
 /// SigV4 credentials from the default chain, once, before any traffic.
@@ -185,20 +165,4 @@ fn load_credentials(plan: &mut scenario::Plan) -> Result<()> {
         .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?;
     let aws = plan.verify.aws.clone();
     runtime.block_on(plan.auth.load(&aws))
-}
-
-/// The exit code of a verdict: `passed` already says no for an interrupted
-/// run; `partial` is read too for summaries written before it did.
-pub fn outcome(summary: &Summary) -> i32 {
-    if summary.passed && !summary.partial {
-        exit::PASS
-    } else {
-        exit::FAILED
-    }
-}
-
-pub fn write_json(summary: &Summary, out: &Path) -> Result<()> {
-    let text = serde_json::to_string_pretty(summary)
-        .map_err(|e| Error::Runtime(format!("cannot encode the summary: {e}")))?;
-    crate::report::write_output(out, &(text + "\n"))
 }

@@ -18,7 +18,14 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::error::{AwsError, AwsFailure};
-use crate::scenario::AwsOptions;
+
+/// Where the AWS SDK looks; empty means the default chain and environment.
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint: Option<String>,
+}
 
 /// A service's client and where its calls go, for messages.
 #[derive(Clone)]
