@@ -202,27 +202,10 @@ fn sigint_still_writes_a_partial_summary() {
     );
     let file = scenario_file(dir.path(), "long.toml", &body);
     let out = dir.path().join("s.json");
-    let child = stagecheck()
-        .arg("run")
-        .arg(&file)
-        .arg("-o")
-        .arg(&out)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = std::time::Instant::now();
-    let output = child.wait_with_output().unwrap();
+    let (output, stopping) = run_interrupted(&file, &out, Duration::from_millis(2500));
     assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "stopping took {:?}",
-        started.elapsed()
+        stopping < Duration::from_secs(15),
+        "stopping took {stopping:?}"
     );
     assert_eq!(
         output.status.code(),

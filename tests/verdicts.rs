@@ -216,22 +216,7 @@ fn an_interrupted_run_writes_passed_false_with_the_reason() {
     let body = one_step(&server.url(), "/ping", "rate = 20\nduration = \"60s\"", "");
     let file = scenario_file(dir.path(), "long.toml", &body);
     let out = dir.path().join("s.json");
-    let child = stagecheck()
-        .arg("run")
-        .arg(&file)
-        .arg("-o")
-        .arg(&out)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let output = child.wait_with_output().unwrap();
+    let (output, _) = run_interrupted(&file, &out, Duration::from_millis(1500));
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let summary = read_json(&out);
     assert_eq!(summary["partial"], true);

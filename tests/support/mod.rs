@@ -31,6 +31,29 @@ pub fn sandbox_command() -> Command {
     cmd
 }
 
+/// Runs `stagecheck run FILE -o OUT`, sends it SIGINT after `after` as Ctrl-C
+/// would, and waits: what it printed, and how long it took to stop.
+pub fn run_interrupted(file: &Path, out: &Path, after: Duration) -> (Output, Duration) {
+    let child = stagecheck()
+        .arg("run")
+        .arg(file)
+        .arg("-o")
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start stagecheck");
+    std::thread::sleep(after);
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("cannot run kill");
+    assert!(status.success());
+    let interrupted = Instant::now();
+    let output = child.wait_with_output().expect("stagecheck did not finish");
+    (output, interrupted.elapsed())
+}
+
 /// The project's root folder.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
