@@ -10,7 +10,7 @@ pub mod schedule;
 pub mod timer;
 pub mod worker;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, SystemTime};
@@ -20,7 +20,8 @@ use tokio::sync::{mpsc, watch};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::scenario::Plan;
-use crate::summary::{Detail, RunFacts, Summary, TimelinePoint};
+use crate::summary::judge::{self, Live};
+use crate::summary::{RunFacts, TimelinePoint};
 use crate::verify::records::{InvocationRecord, Records, Reservoir, WriteRecord};
 use client::Connector;
 use worker::{Phase, WorkerMessage, WorkerSetup};
@@ -216,7 +217,7 @@ async fn coordinate(
                         });
                         timeline.push(point);
                         let judge = stop_deadline.is_none() && plan.abort_on_fail && start.elapsed() >= plan.abort_delay;
-                        if let Some(rule) = judge.then(|| failing_threshold(&plan, &totals, started_at, start)).flatten() {
+                        if let Some(rule) = judge.then(|| failing_threshold(&plan, &totals, start)).flatten() {
                             stopped_by = Some(format!("threshold `{rule}` failed during the run"));
                             partial = true;
                             stop_deadline = Some(Instant::now() + plan.load.grace);
@@ -315,31 +316,13 @@ fn add_to_second(
     }
 }
 
-fn failing_threshold(
-    plan: &Plan,
-    totals: &Metrics,
-    started_at: SystemTime,
-    start: Instant,
-) -> Option<String> {
-    let facts = RunFacts {
-        started_at,
+fn failing_threshold(plan: &Plan, totals: &Metrics, start: Instant) -> Option<String> {
+    let live = Live {
+        plan,
+        metrics: totals,
         elapsed: start.elapsed(),
-        partial: false,
-        stopped_by: None,
-        timeline: Vec::new(),
     };
-    let summary = Summary::build(plan, totals, &facts, Detail::Numbers);
-    // Verification has not happened yet: its rules cannot be judged mid-run.
-    let pending: HashSet<&str> = plan
-        .thresholds
-        .iter()
-        .filter(|t| t.metric.is_verification())
-        .map(|t| t.expr.as_str())
-        .collect();
-    summary
-        .failed_thresholds()
-        .find(|t| !pending.contains(t.expr.as_str()))
-        .map(|t| t.expr.clone())
+    judge::failing_during_run(&plan.thresholds, &live).map(|rule| rule.expr.clone())
 }
 
 /// Ctrl-C and SIGTERM, counted: the first stops gracefully, the second at once.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::{ErrorCounts, LatencySummary, Metrics, encode_histogram};
 use crate::scenario::Plan;
 
-mod judge;
+pub mod judge;
 mod redact;
 
 pub const SUMMARY_VERSION: u32 = 1;
