@@ -32,6 +32,7 @@ use crate::auth::{Auth, AuthKind};
 pub use crate::aws::AwsOptions;
 use crate::error::{Error, ScenarioError};
 use crate::thresholds::{Metric, Op, Threshold};
+use crate::units::parse_duration;
 
 pub use guards::peak_request_rate;
 pub use load::{Load, Model, Profile, Segment, Shard};
@@ -98,36 +99,103 @@ impl Plan {
     }
 }
 
-/// What the command line changes in the file.
-#[derive(Debug, Clone, Default)]
+/// What the command line changes in the file. These are `run`'s flags
+/// themselves (flattened into its arguments, their doc comments are the
+/// help), so the flags and the file meet here and nowhere else.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Overrides {
+    /// Stage to run against (overrides `target.stage`).
+    #[arg(long, short = 's')]
     pub stage: Option<String>,
+
+    /// Base URL; `{stage}` in it is replaced by the stage name (overrides `target.base_url`).
+    #[arg(long, env = "STAGECHECK_BASE_URL")]
     pub base_url: Option<String>,
+
+    /// Arrival rate in iterations per second (open model; replaces any ramp).
+    #[arg(long)]
     pub rate: Option<f64>,
+
+    /// How long to send traffic, e.g. `30s`, `2m`.
+    #[arg(long, short = 'd', value_parser = parse_duration)]
     pub duration: Option<Duration>,
+
+    /// Virtual users: switches to the closed model with this many looping VUs.
+    #[arg(long)]
     pub vus: Option<u32>,
+
+    /// Upper bound on concurrent iterations in the open model.
+    #[arg(long)]
     pub max_vus: Option<u32>,
+
+    /// Stop after this many iterations in total.
+    #[arg(long)]
     pub iterations: Option<u64>,
+
+    /// Per-request timeout, e.g. `10s`.
+    #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+
+    /// Extra header for every request, `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
+
+    /// Worker threads, each with its own runtime and share of the VUs (default: cores).
+    #[arg(long)]
     pub threads: Option<usize>,
+
+    /// Run only shard I of N (counted from 1): its share of the rate and a disjoint `seq` space.
+    #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
+
+    /// How long in-flight iterations may finish after the end or an interrupt.
+    #[arg(long, value_parser = parse_duration)]
     pub grace: Option<Duration>,
+
+    #[command(flatten)]
     pub tls: TlsOptions,
-    /// `validate` needs no stage: a scenario may leave it to the command line.
+
+    // `validate` needs no stage: a scenario may leave it to the command line.
+    #[arg(skip)]
     pub validate_only: bool,
-    /// `Some(false)` turns every backend verification off.
-    pub verify: Option<bool>,
+
+    /// Skip backend verification (DynamoDB, logs, isolation) for this run.
+    #[arg(long)]
+    pub no_verify: bool,
+
+    /// Check that nothing reached this stage's backends (repeatable; default: every other stage).
+    #[arg(long, value_name = "STAGE")]
     pub isolate_from: Vec<String>,
+
+    /// After verification, delete exactly the items this run wrote, by key.
+    #[arg(long)]
     pub cleanup: bool,
+
+    /// How long to wait for invocations to show in the logs, e.g. `60s`.
+    #[arg(long, value_parser = parse_duration)]
     pub logs_deadline: Option<Duration>,
+
+    #[command(flatten)]
     pub aws: AwsOptions,
-    /// `--auth`: replaces the stage's.
+
+    /// How requests authenticate (overrides the stage's `auth`): `iam` signs
+    /// every request with SigV4 for execute-api from the default credential
+    /// chain; `api-key` sends the key from --api-key-env in `x-api-key`.
+    #[arg(long, value_name = "iam|api-key|none")]
     pub auth: Option<String>,
+
+    /// Environment variable holding the API key (overrides the stage's
+    /// `api_key_env`; default STAGECHECK_API_KEY).
+    #[arg(long, value_name = "NAME")]
     pub api_key_env: Option<String>,
-    /// Lets a protected stage take more than a smoke run.
+
+    /// Allow more than a smoke run (one iteration) on a stage marked `protected`.
+    #[arg(long)]
     pub allow_prod: bool,
-    /// Refuse a run that could send more requests per second than this.
+
+    /// Refuse to start a run that could send more requests per second than this
+    /// (peak iteration rate × requests per iteration, all shards together).
+    #[arg(long, value_name = "REQ/S")]
     pub max_rate: Option<f64>,
 }
 

@@ -53,9 +53,14 @@ pub struct Target {
     pub base_path: String,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct TlsOptions {
+    /// Extra PEM CA certificate(s) to trust for HTTPS targets.
+    #[arg(long, value_name = "PEM")]
     pub ca_cert: Option<PathBuf>,
+
+    /// Do not verify the target's TLS certificate.
+    #[arg(long)]
     pub insecure: bool,
 }
 

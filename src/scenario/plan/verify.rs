@@ -59,7 +59,7 @@ pub(super) fn build_verify(
 ) -> Result<VerifyPlan, Error> {
     let spec = &file.verify;
     let any_writes = steps.iter().any(|s| s.writes.is_some());
-    let off = ov.verify == Some(false);
+    let off = ov.no_verify;
     let dynamodb = !off && spec.dynamodb.unwrap_or(any_writes);
     let isolate_names: Vec<String> = if !ov.isolate_from.is_empty() {
         ov.isolate_from.clone()
