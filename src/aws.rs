@@ -20,10 +20,19 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use crate::error::{AwsError, AwsFailure};
 
 /// Where the AWS SDK looks; empty means the default chain and environment.
-#[derive(Debug, Clone, Default)]
+/// Also `run`'s AWS flags, so they need no copying into these options.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct AwsOptions {
+    /// AWS Region for verification (default: the standard chain).
+    #[arg(long)]
     pub region: Option<String>,
+
+    /// AWS profile for verification.
+    #[arg(long)]
     pub profile: Option<String>,
+
+    /// Endpoint for every AWS service (e.g. moto); `AWS_ENDPOINT_URL` and its per-service forms work too.
+    #[arg(long = "aws-endpoint", value_name = "URL")]
     pub endpoint: Option<String>,
 }
 

@@ -7,50 +7,15 @@ use std::sync::Arc;
 use crate::cli::RunArgs;
 use crate::error::Error;
 use crate::report::{self, progress, terminal};
-use crate::scenario::{self, AwsOptions, Overrides, TlsOptions};
+use crate::scenario;
 use crate::summary::{Detail, Summary};
 use crate::{Result, engine, verify};
 
-pub fn overrides(args: &RunArgs) -> Overrides {
-    Overrides {
-        stage: args.stage.clone(),
-        base_url: args.base_url.clone(),
-        rate: args.rate,
-        duration: args.duration,
-        vus: args.vus,
-        max_vus: args.max_vus,
-        iterations: args.iterations,
-        timeout: args.timeout,
-        headers: args.headers.clone(),
-        threads: args.threads,
-        shard: args.shard.clone(),
-        grace: args.grace,
-        tls: TlsOptions {
-            ca_cert: args.ca_cert.clone(),
-            insecure: args.insecure,
-        },
-        validate_only: false,
-        verify: args.no_verify.then_some(false),
-        isolate_from: args.isolate_from.clone(),
-        cleanup: args.cleanup,
-        logs_deadline: args.logs_deadline,
-        aws: AwsOptions {
-            region: args.region.clone(),
-            profile: args.profile.clone(),
-            endpoint: args.aws_endpoint.clone(),
-        },
-        auth: args.auth.clone(),
-        api_key_env: args.api_key_env.clone(),
-        allow_prod: args.allow_prod,
-        max_rate: args.max_rate,
-    }
-}
-
 pub fn run(args: &RunArgs) -> Result<i32> {
-    let mut plan = scenario::load(&args.file, &overrides(args))?;
+    let mut plan = scenario::load(&args.file, &args.overrides)?;
     // A flag naming a file that is not there is the user's to fix (exit 2),
     // not the target's fault.
-    if let Some(path) = &args.ca_cert
+    if let Some(path) = &args.overrides.tls.ca_cert
         && let Err(e) = std::fs::metadata(path)
     {
         return Err(Error::Usage(format!(
