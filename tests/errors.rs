@@ -17,23 +17,6 @@ use support::*;
 /// Longest an AWS error may be: two sentences, not a dump.
 const MAX_ERROR_CHARS: usize = 450;
 
-/// The binary with only the AWS configuration a test gives it.
-fn isolated() -> Command {
-    let mut cmd = stagecheck();
-    for (var, _) in std::env::vars() {
-        if var.starts_with("AWS_") || var.starts_with("STAGECHECK_") {
-            cmd.env_remove(var);
-        }
-    }
-    cmd.env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/stagecheck-test/config")
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/stagecheck-test/credentials",
-        );
-    cmd
-}
-
 fn with_credentials(cmd: &mut Command) -> &mut Command {
     cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)

@@ -78,8 +78,9 @@ pub struct Endpoints {
     pub iam: String,
 }
 
-/// The services the sandbox calls, with the variable the AWS SDKs read for each
-/// (the service id, upper-cased, spaces as underscores).
+/// The services the sandbox calls, in the order of [`Endpoints`]' fields, with
+/// the variable the AWS SDKs read for each (the service id, upper-cased, spaces
+/// as underscores).
 const SERVICES: [(&str, &str); 5] = [
     ("DynamoDB", "AWS_ENDPOINT_URL_DYNAMODB"),
     ("CloudWatch Logs", "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS"),
@@ -96,13 +97,12 @@ impl Endpoints {
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Endpoints, String> {
         let default = default.map(str::trim).filter(|e| !e.is_empty());
-        let mut urls = Vec::with_capacity(SERVICES.len());
-        for (service, name) in SERVICES {
+        let [dynamodb, logs, apigateway, lambda, iam] = SERVICES.map(|(service, name)| {
             let own = var(name)
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty());
-            let (url, from) = match (&own, default) {
-                (Some(url), _) => (url.as_str(), name),
+            let (url, from) = match (own.as_deref(), default) {
+                (Some(url), _) => (url, name),
                 (None, Some(url)) => (url, "--aws-endpoint"),
                 (None, None) => {
                     return Err(format!(
@@ -117,32 +117,30 @@ impl Endpoints {
                     "{from} {url:?} is not a URL (expected e.g. http://127.0.0.1:5000)"
                 ));
             }
-            urls.push(url.trim_end_matches('/').to_string());
-        }
-        let mut urls = urls.into_iter();
-        let mut next = || urls.next().unwrap_or_default();
+            Ok(url.trim_end_matches('/').to_string())
+        });
         Ok(Endpoints {
-            dynamodb: next(),
-            logs: next(),
-            apigateway: next(),
-            lambda: next(),
-            iam: next(),
+            dynamodb: dynamodb?,
+            logs: logs?,
+            apigateway: apigateway?,
+            lambda: lambda?,
+            iam: iam?,
         })
     }
 
     /// One line for the start-up log: the shared endpoint once, then any service
     /// served elsewhere.
     pub fn describe(&self) -> String {
-        let all = [
-            ("DynamoDB", &self.dynamodb),
-            ("CloudWatch Logs", &self.logs),
-            ("API Gateway", &self.apigateway),
-            ("Lambda", &self.lambda),
-            ("IAM", &self.iam),
+        let urls = [
+            &self.dynamodb,
+            &self.logs,
+            &self.apigateway,
+            &self.lambda,
+            &self.iam,
         ];
         let common = &self.apigateway;
         let mut text = common.clone();
-        for (service, url) in all {
+        for ((service, _), url) in SERVICES.iter().zip(urls) {
             if url != common {
                 text.push_str(&format!(", {service} on {url}"));
             }

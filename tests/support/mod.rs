@@ -31,6 +31,25 @@ pub fn sandbox_command() -> Command {
     cmd
 }
 
+/// The binary with no AWS configuration from the machine it runs on (no `AWS_*`
+/// or `STAGECHECK_*` variable, no config or credentials file, no instance
+/// metadata): only what a test gives it.
+pub fn isolated() -> Command {
+    let mut cmd = stagecheck();
+    for (var, _) in std::env::vars() {
+        if var.starts_with("AWS_") || var.starts_with("STAGECHECK_") {
+            cmd.env_remove(var);
+        }
+    }
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/stagecheck-test/config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/stagecheck-test/credentials",
+        );
+    cmd
+}
+
 /// Runs `stagecheck run FILE -o OUT`, sends it SIGINT after `after` as Ctrl-C
 /// would, and waits: what it printed, and how long it took to stop.
 pub fn run_interrupted(file: &Path, out: &Path, after: Duration) -> (Output, Duration) {
