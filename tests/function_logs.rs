@@ -14,12 +14,7 @@ use support::*;
 /// Runs a shipped scenario on stage `test`, cut short by flags only: the file is
 /// used as shipped. A ramp cannot be shortened by `--duration`, so the load is
 /// given as a small rate (open model) or two VUs (closed).
-fn run_shipped(
-    moto: &Moto,
-    sandbox: &Sandbox,
-    scenario: &Path,
-    out: &Path,
-) -> (i32, serde_json::Value, String) {
+fn run_shipped(sandbox: &Sandbox, scenario: &Path, out: &Path) -> (i32, serde_json::Value, String) {
     let source = std::fs::read_to_string(scenario).unwrap();
     let load = if source.contains("model = \"closed\"") {
         ["--vus", "2"]
@@ -32,7 +27,7 @@ fn run_shipped(
             .arg(scenario)
             .args(["--stage", "test", "--base-url"])
             .arg(format!("{}/{{stage}}", sandbox.base_url))
-            .args(["--aws-endpoint", &moto.endpoint, "--region", REGION])
+            .args(["--aws-endpoint", &sandbox.aws_endpoint, "--region", REGION])
             .args(load)
             .args(["-d", "2s", "--iterations", "20", "--quiet", "-o"])
             .arg(out)
@@ -68,7 +63,7 @@ fn every_shipped_scenario_passes_against_a_powertools_function() {
     for scenario in &scenarios {
         let name = scenario.file_stem().unwrap().to_string_lossy().into_owned();
         let out = dir.path().join(format!("{name}.json"));
-        let (code, summary, stderr) = run_shipped(&moto, &sandbox, scenario, &out);
+        let (code, summary, stderr) = run_shipped(&sandbox, scenario, &out);
         assert_eq!(code, 0, "{name}: {stderr}\n{summary:#}");
         assert_eq!(summary["passed"], true, "{name}: {summary:#}");
         if let Some(found) = summary
@@ -111,7 +106,7 @@ fn matching_only_the_client_header_fails_against_a_powertools_function() {
         .collect();
     let scenario = scenario_file(dir.path(), "header-only.toml", &body);
     let out = dir.path().join("summary.json");
-    let (code, summary, stderr) = run_shipped(&moto, &sandbox, &scenario, &out);
+    let (code, summary, stderr) = run_shipped(&sandbox, &scenario, &out);
     assert_eq!(code, 1, "{stderr}\n{summary:#}");
     assert_eq!(summary["passed"], false, "{summary:#}");
     let logs = &summary["verify"]["logs"];

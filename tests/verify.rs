@@ -10,20 +10,18 @@ use support::*;
 
 /// A user-crud run against the sandbox's stage test, verified on moto.
 fn run_crud(
-    moto: &Moto,
     sandbox: &Sandbox,
     dir: &std::path::Path,
     extra_verify: &str,
     load: &str,
     args: &[&str],
 ) -> (i32, serde_json::Value, String) {
-    run_crud_expecting(moto, sandbox, dir, extra_verify, load, args, "user-")
+    run_crud_expecting(sandbox, dir, extra_verify, load, args, "user-")
 }
 
 /// As `run_crud`, expecting the written items' `Name` to start with
 /// `name_prefix` (the function writes `user-…`).
 fn run_crud_expecting(
-    moto: &Moto,
     sandbox: &Sandbox,
     dir: &std::path::Path,
     extra_verify: &str,
@@ -81,7 +79,14 @@ path = "/user/{{{{uuid}}}}"
         stagecheck()
             .arg("run")
             .arg(&file)
-            .args(["--aws-endpoint", &moto.endpoint, "--region", REGION, "-o"])
+            // The sandbox's AWS endpoint, as a user's pipeline would use it.
+            .args([
+                "--aws-endpoint",
+                &sandbox.aws_endpoint,
+                "--region",
+                REGION,
+                "-o",
+            ])
             .arg(&out)
             .args(args)
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
@@ -146,7 +151,6 @@ fn clean_stage_passes_with_every_write_and_invocation_found() {
     let sandbox = Sandbox::start(&moto, &[], &[]);
     let dir = tempfile::tempdir().unwrap();
     let (code, s, out) = run_crud(
-        &moto,
         &sandbox,
         dir.path(),
         "",
@@ -191,7 +195,6 @@ fn shared_table_fault_is_an_isolation_failure() {
     let markdown = dir.path().join("summary.md");
     let html = dir.path().join("report.html");
     let (code, s, out) = run_crud(
-        &moto,
         &sandbox,
         dir.path(),
         "logs = false",
@@ -256,7 +259,6 @@ fn shared_function_fault_leaks_into_prods_table_and_logs() {
     let sandbox = Sandbox::start(&moto, &["shared-function"], &[]);
     let dir = tempfile::tempdir().unwrap();
     let (code, s, out) = run_crud(
-        &moto,
         &sandbox,
         dir.path(),
         "logs_deadline = \"2s\"",
@@ -288,7 +290,6 @@ fn dropped_writes_are_missing_in_proportion() {
     let sandbox = Sandbox::start(&moto, &["drop-writes=0.2"], &[]);
     let dir = tempfile::tempdir().unwrap();
     let (code, s, out) = run_crud(
-        &moto,
         &sandbox,
         dir.path(),
         "logs = false\nsettle = \"1s\"",
@@ -316,7 +317,6 @@ fn delayed_logs_are_found_by_polling_and_missing_past_the_deadline() {
     let sandbox = Sandbox::start(&moto, &["log-delay=3000"], &[]);
     let dir = tempfile::tempdir().unwrap();
     let (code, s, out) = run_crud(
-        &moto,
         &sandbox,
         dir.path(),
         "logs_deadline = \"20s\"",
@@ -329,7 +329,6 @@ fn delayed_logs_are_found_by_polling_and_missing_past_the_deadline() {
 
     let dir = tempfile::tempdir().unwrap();
     let (code, s, out) = run_crud(
-        &moto,
         &sandbox,
         dir.path(),
         "",
@@ -350,7 +349,6 @@ fn writes_beyond_the_cap_are_sampled_and_the_summary_says_so() {
     let sandbox = Sandbox::start(&moto, &[], &[]);
     let dir = tempfile::tempdir().unwrap();
     let (code, s, out) = run_crud(
-        &moto,
         &sandbox,
         dir.path(),
         "logs = false\nmax_recorded_writes = 25",
@@ -374,7 +372,6 @@ fn items_with_other_attributes_are_found_and_counted_as_mismatched() {
     let dir = tempfile::tempdir().unwrap();
     // The function writes `user-SEQ`; the scenario expects `other-SEQ`.
     let (code, s, out) = run_crud_expecting(
-        &moto,
         &sandbox,
         dir.path(),
         "logs = false",
@@ -407,7 +404,6 @@ fn the_writes_cap_does_not_cut_log_checking() {
     let sandbox = Sandbox::start(&moto, &[], &[]);
     let dir = tempfile::tempdir().unwrap();
     let (code, s, out) = run_crud(
-        &moto,
         &sandbox,
         dir.path(),
         "max_recorded_writes = 5",
@@ -444,7 +440,6 @@ fn cleanup_deletes_only_what_the_run_wrote() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (code, s, out) = run_crud(
-        &moto,
         &sandbox,
         dir.path(),
         "logs = false",
