@@ -13,6 +13,7 @@ mod bootstrap;
 mod dataplane;
 mod faults;
 mod logs;
+mod policy;
 mod routing;
 mod user_service;
 mod zip;
