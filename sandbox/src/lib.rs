@@ -7,6 +7,7 @@
 //! throttling, injected faults); [`user_service`] is the function's code; [`logs`]
 //! ships its Lambda-style log lines to CloudWatch Logs.
 
+mod apigw_logs;
 mod auth;
 mod aws;
 mod bootstrap;
