@@ -13,6 +13,7 @@ mod aws;
 mod bootstrap;
 mod dataplane;
 mod faults;
+mod lambda;
 mod logs;
 mod policy;
 mod routing;
