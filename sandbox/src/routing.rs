@@ -13,6 +13,8 @@ use serde::Serialize;
 
 use super::SandboxError;
 use super::aws::{Clients, aws_error};
+use super::logs::LogFormat;
+use super::policy::{self, ExecutionRole, Policy};
 
 /// The stage variable the integration URI reads.
 pub const ENV_VARIABLE: &str = "env";
@@ -28,12 +30,23 @@ pub fn log_group_for(function: &str) -> String {
     format!("/aws/lambda/{function}")
 }
 
-/// Where one stage's resource sends its requests.
+/// Where one stage's resource sends its requests, and what the function runs
+/// with: its role's policies (judging its DynamoDB calls), its resource-based
+/// policy (judging each invocation) and its log format.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Target {
     pub function: String,
+    pub function_arn: String,
+    pub account: String,
     pub table: String,
+    pub table_arn: String,
     pub log_group: String,
+    pub log_format: LogFormat,
+    pub role: ExecutionRole,
+    /// The function's resource-based policy; `None` when it has none (then
+    /// nothing may invoke it through API Gateway).
+    #[serde(skip)]
+    pub resource_policy: Option<Policy>,
 }
 
 /// The two resources the API has; anything else is "Missing Authentication Token".
@@ -56,13 +69,100 @@ impl Resource {
 
 /// A resolution that failed names the broken link; API Gateway answers such
 /// requests with 500 "Internal server error".
-pub type Resolution = Result<Arc<Target>, String>;
+pub type Resolution = Result<Arc<Target>, RouteError>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteError {
+    NoIntegration,
+    UnsetStageVariable { name: String, uri: String },
+    NotAFunction { uri: String },
+    FunctionMissing { function: String },
+}
+
+impl std::fmt::Display for RouteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteError::NoIntegration => write!(f, "no integration"),
+            RouteError::UnsetStageVariable { name, uri } => {
+                write!(
+                    f,
+                    "stage variable {name} is not set (integration URI {uri})"
+                )
+            }
+            RouteError::NotAFunction { uri } => {
+                write!(f, "integration URI {uri:?} names no Lambda function")
+            }
+            RouteError::FunctionMissing { function } => {
+                write!(f, "function {function} does not exist")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum LogLevel {
+    #[default]
+    Off,
+    Error,
+    Info,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessLog {
+    pub destination_arn: String,
+    pub format: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StageLogging {
+    pub level: LogLevel,
+    pub data_trace: bool,
+    pub access_log: Option<AccessLog>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CanaryRoutes {
+    pub deployment_id: String,
+    pub percent_traffic: f64,
+    pub variables: HashMap<String, String>,
+    #[serde(serialize_with = "serialize_routes")]
+    pub routes: HashMap<Resource, Resolution>,
+}
+
+pub struct Served<'a> {
+    pub routes: &'a HashMap<Resource, Resolution>,
+    pub variables: &'a HashMap<String, String>,
+    pub deployment_id: &'a str,
+    pub is_canary: bool,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StageRoutes {
     pub variables: HashMap<String, String>,
+    pub deployment_id: String,
+    pub logging: StageLogging,
     #[serde(serialize_with = "serialize_routes")]
     pub routes: HashMap<Resource, Resolution>,
+    pub canary: Option<CanaryRoutes>,
+}
+
+impl StageRoutes {
+    pub fn pick(&self) -> Served<'_> {
+        match &self.canary {
+            Some(c) if fastrand::f64() * 100.0 < c.percent_traffic => Served {
+                routes: &c.routes,
+                variables: &c.variables,
+                deployment_id: &c.deployment_id,
+                is_canary: true,
+            },
+            _ => Served {
+                routes: &self.routes,
+                variables: &self.variables,
+                deployment_id: &self.deployment_id,
+                is_canary: false,
+            },
+        }
+    }
 }
 
 fn serialize_routes<S: serde::Serializer>(
@@ -74,7 +174,10 @@ fn serialize_routes<S: serde::Serializer>(
     for (resource, resolution) in routes {
         match resolution {
             Ok(target) => map.serialize_entry(resource.path(), &**target)?,
-            Err(e) => map.serialize_entry(resource.path(), &serde_json::json!({ "error": e }))?,
+            Err(e) => map.serialize_entry(
+                resource.path(),
+                &serde_json::json!({ "error": e.to_string() }),
+            )?,
         }
     }
     map.end()
@@ -83,6 +186,8 @@ fn serialize_routes<S: serde::Serializer>(
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RouteTable {
     pub api_id: Option<String>,
+    pub account: String,
+    pub region: String,
     pub stages: HashMap<String, StageRoutes>,
 }
 
@@ -215,6 +320,8 @@ impl Resolver {
         let mut functions: HashMap<String, Resolution> = HashMap::new();
         let mut table = RouteTable {
             api_id: Some(api_id.clone()),
+            account: String::new(),
+            region: self.clients_region(),
             stages: HashMap::new(),
         };
         for stage in stages.item() {
@@ -225,37 +332,73 @@ impl Resolver {
             let mut routes = HashMap::new();
             for (resource, uri) in &uris {
                 let resolution = match uri {
-                    None => Err(format!("no integration on ANY {}", resource.path())),
-                    Some(uri) => match function_of(&substitute(uri, &variables)) {
-                        None => Err(format!("integration URI {uri:?} names no Lambda function")),
-                        Some(function) => {
-                            if !functions.contains_key(&function) {
-                                let r = self.resolve_function(&function, &api_id).await?;
-                                functions.insert(function.clone(), r);
+                    None => Err(RouteError::NoIntegration),
+                    Some(uri) => match unset_variable(uri, &variables) {
+                        Some(missing) => Err(RouteError::UnsetStageVariable {
+                            name: missing,
+                            uri: uri.clone(),
+                        }),
+                        None => match function_of(&substitute(uri, &variables)) {
+                            None => Err(RouteError::NotAFunction { uri: uri.clone() }),
+                            Some(function) => {
+                                if !functions.contains_key(&function) {
+                                    let r = self.resolve_function(&function).await?;
+                                    functions.insert(function.clone(), r);
+                                }
+                                functions
+                                    .get(&function)
+                                    .cloned()
+                                    .unwrap_or(Err(RouteError::FunctionMissing { function }))
                             }
-                            functions
-                                .get(&function)
-                                .cloned()
-                                .unwrap_or_else(|| Err(format!("function {function} unresolved")))
-                        }
+                        },
                     },
                 };
                 routes.insert(*resource, resolution);
             }
-            table
-                .stages
-                .insert(name.to_string(), StageRoutes { variables, routes });
+            let settings = stage.method_settings().and_then(|m| m.get("*/*"));
+            let level = match settings.and_then(|m| m.logging_level()) {
+                Some(l) if l.eq_ignore_ascii_case("INFO") => LogLevel::Info,
+                Some(l) if l.eq_ignore_ascii_case("ERROR") => LogLevel::Error,
+                _ => LogLevel::Off,
+            };
+            let access_log = stage.access_log_settings().and_then(|a| {
+                Some(AccessLog {
+                    destination_arn: a.destination_arn()?.to_string(),
+                    format: a.format()?.to_string(),
+                })
+            });
+            table.stages.insert(
+                name.to_string(),
+                StageRoutes {
+                    variables,
+                    deployment_id: stage.deployment_id().unwrap_or_default().to_string(),
+                    logging: StageLogging {
+                        level,
+                        data_trace: settings.is_some_and(|m| m.data_trace_enabled()),
+                        access_log,
+                    },
+                    routes,
+                    canary: None,
+                },
+            );
+        }
+        if let Some(account) = functions
+            .values()
+            .find_map(|r| r.as_ref().ok().map(|t| t.account.clone()))
+        {
+            table.account = account;
         }
         Ok(table)
     }
 
+    fn clients_region(&self) -> String {
+        String::new()
+    }
+
     /// Unreachable moto is an error (keep the last table); a function that is
-    /// missing or may not be invoked is a resolution that fails, as on AWS.
-    async fn resolve_function(
-        &self,
-        function: &str,
-        api_id: &str,
-    ) -> Result<Resolution, SandboxError> {
+    /// missing is a resolution that fails, as on AWS. The function's role and
+    /// resource policy are read here, once per refresh, not per request.
+    async fn resolve_function(&self, function: &str) -> Result<Resolution, SandboxError> {
         let lambda = &self.clients.lambda;
         let config = match lambda
             .get_function_configuration()
@@ -269,28 +412,72 @@ impl Resolver {
                     .as_service_error()
                     .is_some_and(|e| e.is_resource_not_found_exception()) =>
             {
-                return Ok(Err(format!("function {function} does not exist")));
+                return Ok(Err(RouteError::FunctionMissing {
+                    function: function.to_string(),
+                }));
             }
             Err(err) => return Err(aws_error(format!("reading function {function}"), err)),
         };
-        let policy = super::aws::function_policy(lambda, function).await?;
-        if !allows_api_gateway(policy.as_deref(), api_id) {
-            return Ok(Err(format!(
-                "Invalid permissions on Lambda function {function}: its resource policy does \
-                 not let apigateway.amazonaws.com invoke it from API {api_id}"
-            )));
-        }
+        let function_arn = config.function_arn().unwrap_or_default().to_string();
+        // arn:aws:lambda:{region}:{account}:function:{name}
+        let mut arn_parts = function_arn.split(':').skip(3);
+        let region = arn_parts.next().unwrap_or_default().to_string();
+        let account = arn_parts.next().unwrap_or_default().to_string();
+        let resource_policy = match super::aws::function_policy(lambda, function).await? {
+            None => None,
+            Some(text) => {
+                match policy::parse(&format!("{function}'s resource policy"), None, &text) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        eprintln!("sandbox: warning: {e}; nothing may invoke {function}");
+                        None
+                    }
+                }
+            }
+        };
+        let role = match config.role() {
+            Some(role_arn) => policy::load_role(&self.clients.iam, role_arn, function).await?,
+            None => ExecutionRole {
+                arn: String::new(),
+                name: String::new(),
+                session: function.to_string(),
+                account: account.clone(),
+                policies: Vec::new(),
+            },
+        };
+        // moto drops LoggingConfig: the sandbox's AWS endpoint keeps it.
+        let log_format = self
+            .log_format_of(function)
+            .or_else(|| {
+                config
+                    .logging_config()
+                    .and_then(|l| l.log_format())
+                    .map(|f| f.as_str().to_string())
+            })
+            .map(|f| LogFormat::parse(&f))
+            .unwrap_or_default();
         let environment = config
             .environment()
             .and_then(|e| e.variables())
             .and_then(|v| v.get(FUNCTION_ENV_VAR))
             .cloned()
             .unwrap_or_default();
+        let table = table_for(&environment);
         Ok(Ok(Arc::new(Target {
             function: function.to_string(),
-            table: table_for(&environment),
+            table_arn: format!("arn:aws:dynamodb:{region}:{account}:table/{table}"),
+            function_arn,
+            account,
+            table,
             log_group: log_group_for(function),
+            log_format,
+            role,
+            resource_policy,
         })))
+    }
+
+    fn log_format_of(&self, _function: &str) -> Option<String> {
+        None
     }
 }
 
@@ -350,6 +537,22 @@ pub fn substitute(template: &str, variables: &HashMap<String, String>) -> String
     out
 }
 
+/// The first `${stageVariables.name}` in `template` that `variables` lacks.
+pub fn unset_variable(template: &str, variables: &HashMap<String, String>) -> Option<String> {
+    const OPEN: &str = "${stageVariables.";
+    let mut rest = template;
+    while let Some(start) = rest.find(OPEN) {
+        let after = &rest[start + OPEN.len()..];
+        let end = after.find('}')?;
+        let name = &after[..end];
+        if !variables.contains_key(name) {
+            return Some(name.to_string());
+        }
+        rest = &after[end + 1..];
+    }
+    None
+}
+
 /// The function name in a Lambda integration URI
 /// (`arn:aws:apigateway:R:lambda:path/2015-03-31/functions/{function ARN or name}/invocations`).
 pub fn function_of(uri: &str) -> Option<String> {
@@ -363,34 +566,6 @@ pub fn function_of(uri: &str) -> Option<String> {
         target.split(':').next()?
     };
     (!name.is_empty()).then(|| name.to_string())
-}
-
-fn allows_api_gateway(policy: Option<&str>, api_id: &str) -> bool {
-    let Some(doc) = policy.and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()) else {
-        return false;
-    };
-    let Some(statements) = doc.get("Statement").and_then(|s| s.as_array()) else {
-        return false;
-    };
-    statements.iter().any(|s| {
-        let allow = s.get("Effect").and_then(|v| v.as_str()) == Some("Allow");
-        let principal = s.get("Principal");
-        let service = principal
-            .and_then(|p| p.get("Service"))
-            .and_then(|v| v.as_str())
-            .or_else(|| principal.and_then(|p| p.as_str()));
-        let action = s.get("Action").and_then(|v| v.as_str());
-        let source_ok = match s.pointer("/Condition/ArnLike/AWS:SourceArn") {
-            None => true,
-            Some(v) => v
-                .as_str()
-                .is_some_and(|arn| arn.contains(&format!(":{api_id}/"))),
-        };
-        allow
-            && service == Some("apigateway.amazonaws.com")
-            && matches!(action, Some("lambda:InvokeFunction" | "lambda:*"))
-            && source_ok
-    })
 }
 
 #[cfg(test)]
@@ -423,13 +598,5 @@ mod tests {
         let bare = "arn:aws:apigateway:r:lambda:path/2015-03-31/functions/f/invocations";
         assert_eq!(function_of(bare).as_deref(), Some("f"));
         assert_eq!(function_of("https://example.com"), None);
-    }
-
-    #[test]
-    fn permission_must_name_api_gateway_and_this_api() {
-        let policy = r#"{"Statement":[{"Sid":"a","Effect":"Allow","Principal":{"Service":"apigateway.amazonaws.com"},"Action":"lambda:InvokeFunction","Condition":{"ArnLike":{"AWS:SourceArn":"arn:aws:execute-api:us-east-1:1:abc/*"}}}]}"#;
-        assert!(allows_api_gateway(Some(policy), "abc"));
-        assert!(!allows_api_gateway(Some(policy), "other"));
-        assert!(!allows_api_gateway(None, "abc"));
     }
 }
