@@ -16,7 +16,8 @@ use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
 
 use super::SandboxError;
 use super::aws::{Clients, aws_error};
-use super::faults::Faults;
+use super::deployments::{Overlay, read_draft};
+use super::faults::{ConfigFault, Faults};
 use super::routing::{ENV_VARIABLE, FUNCTION_ENV_VAR, log_group_for, table_for};
 
 /// The seed deployment: one API, one stage per environment prefix.
@@ -106,6 +107,7 @@ impl fmt::Display for BootstrapReport {
 
 pub async fn bootstrap(
     clients: &Clients,
+    overlay: &Overlay,
     deployment: &Deployment,
     faults: &Faults,
 ) -> Result<BootstrapReport, SandboxError> {
@@ -130,7 +132,8 @@ pub async fn bootstrap(
         ensure_function(clients, seed, seed.env, role_arn, &mut report).await?;
         ensure_log_group(clients, &log_group_for(&seed.function()), &mut report).await?;
     }
-    let api_id = ensure_api(clients, deployment, &account, &mut report).await?;
+    restore_code(clients, deployment, &mut report).await?;
+    let api_id = ensure_api(clients, overlay, deployment, &account, &mut report).await?;
     for seed in &deployment.stages {
         ensure_permission(clients, deployment, seed, &account, &api_id, &mut report).await?;
     }
@@ -150,7 +153,283 @@ pub async fn bootstrap(
             .faults
             .push("shared-function (stage test env=\"\")".into());
     }
+    write_config_faults(
+        clients,
+        overlay,
+        deployment,
+        &account,
+        &api_id,
+        faults,
+        &mut report,
+    )
+    .await?;
     Ok(report)
+}
+
+/// Writes each misconfiguration fault the way a person would make it, through
+/// the same control-plane calls; nothing in the sandbox knows about it after.
+async fn write_config_faults(
+    clients: &Clients,
+    overlay: &Overlay,
+    deployment: &Deployment,
+    account: &str,
+    api_id: &str,
+    faults: &Faults,
+    report: &mut BootstrapReport,
+) -> Result<(), SandboxError> {
+    let (Some(test), Some(prod)) = (
+        deployment.stages.iter().find(|s| s.stage == "test"),
+        deployment.stages.iter().find(|s| s.stage == "prod"),
+    ) else {
+        return Ok(());
+    };
+    let region = &deployment.region;
+    let function = test.function();
+    for fault in &faults.config {
+        let done = match fault {
+            ConfigFault::MissingPermission => {
+                remove_permission(clients, &function).await?;
+                format!(
+                    "{} ({function} has no permission for API Gateway)",
+                    fault.name()
+                )
+            }
+            ConfigFault::WrongSourceArn => {
+                remove_permission(clients, &function).await?;
+                let arn = format!("arn:aws:execute-api:{region}:{account}:{api_id}/prod/*/*");
+                add_permission(clients, &function, &arn).await?;
+                format!("{} ({function} may be invoked from {arn})", fault.name())
+            }
+            ConfigFault::RoleAllowsProdTable => {
+                let tables = [table_for(test.env), table_for(prod.env)];
+                write_role_policy(clients, deployment, test, account, &tables).await?;
+                format!(
+                    "{} ({} allows {})",
+                    fault.name(),
+                    test.role(),
+                    tables.join(" and ")
+                )
+            }
+            ConfigFault::RoleMissingTable => {
+                let typo = format!("{}s", table_for(test.env));
+                write_role_policy(clients, deployment, test, account, &[typo.clone()]).await?;
+                format!(
+                    "{} ({} allows {typo}, not {})",
+                    fault.name(),
+                    test.role(),
+                    table_for(test.env)
+                )
+            }
+            ConfigFault::UnsetStageVariable => {
+                clients
+                    .apigateway
+                    .update_stage()
+                    .rest_api_id(api_id)
+                    .stage_name(test.stage)
+                    .patch_operations(
+                        PatchOperation::builder()
+                            .op(Op::Remove)
+                            .path(format!("/variables/{ENV_VARIABLE}"))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("removing stage test's variable", e))?;
+                format!(
+                    "{} (stage {} has no {ENV_VARIABLE})",
+                    fault.name(),
+                    test.stage
+                )
+            }
+            ConfigFault::StaleDeployment => {
+                stale_deployment(clients, overlay, deployment, account, api_id, test).await?;
+                format!(
+                    "{} (stage {} serves a deployment of a broken integration; the draft is fixed)",
+                    fault.name(),
+                    test.stage
+                )
+            }
+            ConfigFault::CodeDrift => {
+                let code = super::zip::stored_zip("index.py", DRIFTED_CODE)
+                    .map_err(SandboxError::Runtime)?;
+                clients
+                    .lambda
+                    .update_function_code()
+                    .function_name(prod.function())
+                    .zip_file(Blob::new(code))
+                    .send()
+                    .await
+                    .map_err(|e| aws_error(format!("updating {}'s code", prod.function()), e))?;
+                format!(
+                    "{} ({}'s code differs from {function}'s)",
+                    fault.name(),
+                    prod.function()
+                )
+            }
+        };
+        report.faults.push(done);
+    }
+    Ok(())
+}
+
+/// Every function runs the same code; one that differs (a code-drift fault
+/// left behind) is put back.
+async fn restore_code(
+    clients: &Clients,
+    deployment: &Deployment,
+    report: &mut BootstrapReport,
+) -> Result<(), SandboxError> {
+    let mut shas = Vec::new();
+    for seed in &deployment.stages {
+        let name = seed.function();
+        let config = clients
+            .lambda
+            .get_function_configuration()
+            .function_name(&name)
+            .send()
+            .await
+            .map_err(|e| aws_error(format!("reading function {name}"), e))?;
+        shas.push((name, config.code_sha256().unwrap_or_default().to_string()));
+    }
+    if shas.windows(2).all(|w| w[0].1 == w[1].1) {
+        return Ok(());
+    }
+    let code = super::zip::stored_zip("index.py", FUNCTION_CODE).map_err(SandboxError::Runtime)?;
+    for (name, _) in shas {
+        clients
+            .lambda
+            .update_function_code()
+            .function_name(&name)
+            .zip_file(Blob::new(code.clone()))
+            .send()
+            .await
+            .map_err(|e| aws_error(format!("restoring {name}'s code"), e))?;
+        report.restored.push(format!("code of {name}"));
+    }
+    Ok(())
+}
+
+/// What every function is deployed with (moto stores it, the sandbox plays it).
+const FUNCTION_CODE: &[u8] =
+    b"# Served by `stagecheck sandbox`: moto stores this package but never runs it.\n\
+      def handler(event, context):\n    raise NotImplementedError\n";
+/// The code-drift fault: a hot fix made to one function by hand.
+const DRIFTED_CODE: &[u8] =
+    b"# Served by `stagecheck sandbox`: moto stores this package but never runs it.\n\
+      # hot fix applied by hand in the console\n\
+      def handler(event, context):\n    raise NotImplementedError\n";
+/// Deployments made by a fault say so, so the next start can put the stage back.
+const FAULT_DEPLOYMENT: &str = "stagecheck sandbox fault:";
+
+/// Deploys a broken `/user/{id}` integration to stage test, then fixes the
+/// draft without deploying it.
+async fn stale_deployment(
+    clients: &Clients,
+    overlay: &Overlay,
+    deployment: &Deployment,
+    account: &str,
+    api_id: &str,
+    test: &StageSeed,
+) -> Result<(), SandboxError> {
+    let ag = &clients.apigateway;
+    let resources = ag
+        .get_resources()
+        .rest_api_id(api_id)
+        .limit(500)
+        .send()
+        .await
+        .map_err(|e| aws_error("reading the API's resources", e))?;
+    let resource = resources
+        .items()
+        .iter()
+        .find(|r| r.path() == Some("/user/{id}"))
+        .and_then(|r| r.id())
+        .map(str::to_string)
+        .ok_or_else(|| SandboxError::Runtime("the users API has no /user/{id}".into()))?;
+    let good = deployment.integration_uri(account);
+    let broken = good.replace("user-service/invocations", "user-service-v2/invocations");
+    put_integration(clients, api_id, &resource, &broken).await?;
+    let id = deploy(
+        clients,
+        overlay,
+        api_id,
+        &format!("{FAULT_DEPLOYMENT} stale-deployment (user-service-v2, never created)"),
+    )
+    .await?;
+    ag.update_stage()
+        .rest_api_id(api_id)
+        .stage_name(test.stage)
+        .patch_operations(
+            PatchOperation::builder()
+                .op(Op::Replace)
+                .path("/deploymentId")
+                .value(&id)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| aws_error("pointing stage test at the broken deployment", e))?;
+    put_integration(clients, api_id, &resource, &good).await
+}
+
+async fn put_integration(
+    clients: &Clients,
+    api_id: &str,
+    resource: &str,
+    uri: &str,
+) -> Result<(), SandboxError> {
+    clients
+        .apigateway
+        .put_integration()
+        .rest_api_id(api_id)
+        .resource_id(resource)
+        .http_method("ANY")
+        .r#type(IntegrationType::AwsProxy)
+        .integration_http_method("POST")
+        .uri(uri)
+        .send()
+        .await
+        .map_err(|e| aws_error("writing an integration", e))?;
+    Ok(())
+}
+
+async fn remove_permission(clients: &Clients, function: &str) -> Result<(), SandboxError> {
+    match clients
+        .lambda
+        .remove_permission()
+        .function_name(function)
+        .statement_id(PERMISSION_SID)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(aws_error(format!("removing {function}'s permission"), e)),
+    }
+}
+
+async fn add_permission(
+    clients: &Clients,
+    function: &str,
+    source_arn: &str,
+) -> Result<(), SandboxError> {
+    clients
+        .lambda
+        .add_permission()
+        .function_name(function)
+        .statement_id(PERMISSION_SID)
+        .action("lambda:InvokeFunction")
+        .principal("apigateway.amazonaws.com")
+        .source_arn(source_arn)
+        .send()
+        .await
+        .map_err(|e| aws_error(format!("granting API Gateway access to {function}"), e))?;
+    Ok(())
 }
 
 fn account_of(arn: &str) -> &str {
@@ -266,8 +545,22 @@ async fn put_role_policy(
     seed: &StageSeed,
     account: &str,
 ) -> Result<(), SandboxError> {
+    write_role_policy(clients, deployment, seed, account, &[table_for(seed.env)]).await
+}
+
+/// The role's inline policy: DynamoDB on `tables`, its own log group.
+async fn write_role_policy(
+    clients: &Clients,
+    deployment: &Deployment,
+    seed: &StageSeed,
+    account: &str,
+    tables: &[String],
+) -> Result<(), SandboxError> {
     let region = &deployment.region;
-    let table = table_for(seed.env);
+    let table_arns: Vec<String> = tables
+        .iter()
+        .map(|t| format!("arn:aws:dynamodb:{region}:{account}:table/{t}"))
+        .collect();
     let group = log_group_for(&seed.function());
     let policy = serde_json::json!({
         "Version": "2012-10-17",
@@ -276,7 +569,7 @@ async fn put_role_policy(
                 "Effect": "Allow",
                 "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                            "dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:Query"],
-                "Resource": format!("arn:aws:dynamodb:{region}:{account}:table/{table}")
+                "Resource": table_arns
             },
             {
                 "Effect": "Allow",
@@ -343,12 +636,8 @@ async fn ensure_function(
                 .as_service_error()
                 .is_some_and(|e| e.is_resource_not_found_exception()) =>
         {
-            let code = super::zip::stored_zip(
-                "index.py",
-                b"# Served by `stagecheck sandbox`: moto stores this package but never runs it.\n\
-                  def handler(event, context):\n    raise NotImplementedError\n",
-            )
-            .map_err(SandboxError::Runtime)?;
+            let code =
+                super::zip::stored_zip("index.py", FUNCTION_CODE).map_err(SandboxError::Runtime)?;
             clients
                 .lambda
                 .create_function()
@@ -425,6 +714,7 @@ async fn ensure_log_group(
 /// and proxy integration, and the stages with their `env` variable.
 async fn ensure_api(
     clients: &Clients,
+    overlay: &Overlay,
     deployment: &Deployment,
     account: &str,
     report: &mut BootstrapReport,
@@ -524,7 +814,7 @@ async fn ensure_api(
         parent = resource_id;
     }
 
-    ensure_stages(clients, deployment, &api_id, api_changed, report).await?;
+    ensure_stages(clients, overlay, deployment, &api_id, api_changed, report).await?;
     Ok(api_id)
 }
 
@@ -553,6 +843,7 @@ async fn find_api(clients: &Clients, name: &str) -> Result<Option<String>, Sandb
 
 async fn ensure_stages(
     clients: &Clients,
+    overlay: &Overlay,
     deployment: &Deployment,
     api_id: &str,
     api_changed: bool,
@@ -570,29 +861,53 @@ async fn ensure_stages(
     // A changed API needs a new deployment for existing stages to serve it. It is
     // created without a stage name and the stages are pointed at it, because in
     // moto a CreateDeployment naming a stage wipes that stage's variables.
-    let mut fresh_deployment: Option<String> = None;
-    if api_changed && !existing.is_empty() {
-        let out = ag
-            .create_deployment()
+    // A stage left on a fault's deployment (stale-deployment) is put back on a
+    // fresh one, as an API that changed is.
+    let mut on_fault = std::collections::HashSet::new();
+    for stage in existing {
+        let (Some(name), Some(id)) = (stage.stage_name(), stage.deployment_id()) else {
+            continue;
+        };
+        if let Ok(d) = ag
+            .get_deployment()
             .rest_api_id(api_id)
-            .description("stagecheck sandbox: API repaired")
+            .deployment_id(id)
             .send()
             .await
-            .map_err(|e| aws_error("creating a deployment", e))?;
-        fresh_deployment = out.id().map(str::to_string);
+            && d.description()
+                .is_some_and(|t| t.starts_with(FAULT_DEPLOYMENT))
+        {
+            on_fault.insert(name.to_string());
+        }
+    }
+    let mut fresh_deployment: Option<String> = None;
+    if (api_changed || !on_fault.is_empty()) && !existing.is_empty() {
+        fresh_deployment =
+            Some(deploy(clients, overlay, api_id, "stagecheck sandbox: API repaired").await?);
     }
 
     for seed in &deployment.stages {
         let stage = existing.iter().find(|s| s.stage_name() == Some(seed.stage));
         match stage {
             None => {
-                ag.create_deployment()
+                // One deployment for every stage created now; the stage is
+                // created on it with its variable (as a pipeline would).
+                let id = match &fresh_deployment {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id = deploy(clients, overlay, api_id, "stagecheck sandbox").await?;
+                        fresh_deployment = Some(id.clone());
+                        id
+                    }
+                };
+                ag.create_stage()
                     .rest_api_id(api_id)
                     .stage_name(seed.stage)
+                    .deployment_id(&id)
                     .variables(ENV_VARIABLE, seed.env)
                     .send()
                     .await
-                    .map_err(|e| aws_error(format!("deploying stage {}", seed.stage), e))?;
+                    .map_err(|e| aws_error(format!("creating stage {}", seed.stage), e))?;
                 report.created.push(format!("stage {}", seed.stage));
             }
             Some(stage) => {
@@ -604,7 +919,13 @@ async fn ensure_stages(
                         seed.stage, seed.env
                     ));
                 }
-                if let Some(id) = &fresh_deployment {
+                let repoint = api_changed || on_fault.contains(seed.stage);
+                if let Some(id) = fresh_deployment.as_ref().filter(|_| repoint) {
+                    if on_fault.contains(seed.stage) {
+                        report
+                            .restored
+                            .push(format!("stage {} (deployment)", seed.stage));
+                    }
                     ag.update_stage()
                         .rest_api_id(api_id)
                         .stage_name(seed.stage)
@@ -628,6 +949,31 @@ async fn ensure_stages(
         }
     }
     Ok(())
+}
+
+/// CreateDeployment without a stage (moto would replace a named stage), and
+/// the draft frozen as this deployment's snapshot.
+async fn deploy(
+    clients: &Clients,
+    overlay: &Overlay,
+    api_id: &str,
+    description: &str,
+) -> Result<String, SandboxError> {
+    let snapshot = read_draft(&clients.apigateway, api_id).await?;
+    let out = clients
+        .apigateway
+        .create_deployment()
+        .rest_api_id(api_id)
+        .description(description)
+        .send()
+        .await
+        .map_err(|e| aws_error("creating a deployment", e))?;
+    let id = out
+        .id()
+        .map(str::to_string)
+        .ok_or_else(|| SandboxError::Runtime("CreateDeployment returned no id".into()))?;
+    overlay.freeze(api_id, &id, snapshot);
+    Ok(id)
 }
 
 pub async fn set_stage_env(

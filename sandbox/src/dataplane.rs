@@ -101,9 +101,15 @@ async fn reload(State(dp): State<Arc<Dataplane>>) -> Response {
     }
 }
 
+/// Per stage: the deployment served, its canary, the resolved chain; and the
+/// faults the sandbox was started with.
 async fn config(State(dp): State<Arc<Dataplane>>) -> Response {
     let ids = RequestIds::new();
-    respond(&ids, 200, Some(&json!(*dp.resolver.current())), None)
+    let mut doc = json!(*dp.resolver.current());
+    if let Some(map) = doc.as_object_mut() {
+        map.insert("faults".into(), json!(dp.faults.faults.names()));
+    }
+    respond(&ids, 200, Some(&doc), None)
 }
 
 /// `$context.requestId` (returned as `x-amzn-RequestId`) and

@@ -12,6 +12,10 @@ pub struct Faults {
     pub shared_table: bool,
     /// Stage test's variable `env` becomes `""`: Test invokes `user-service`.
     pub shared_function: bool,
+    /// The misconfigurations a person makes, written into the control plane
+    /// (only reading the configuration reveals them), all on stage test's chain
+    /// except `code-drift`.
+    pub config: Vec<ConfigFault>,
     /// Probability that a write is answered as successful but skipped.
     pub drop_writes: f64,
     /// Probability that an invocation fails with 502.
@@ -22,6 +26,103 @@ pub struct Faults {
     pub log_delay: Duration,
     /// Token-bucket rate; beyond it, 429.
     pub throttle_rps: Option<f64>,
+}
+
+/// A mistake written into the control plane by bootstrap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFault {
+    /// test-user-service has no permission for API Gateway (500s).
+    MissingPermission,
+    /// test-user-service's permission names stage prod in its SourceArn (500s).
+    WrongSourceArn,
+    /// test's role also allows prod's table `User`: no runtime symptom at all.
+    RoleAllowsProdTable,
+    /// test's role names `test-Users`, not its table (502s).
+    RoleMissingTable,
+    /// Stage test has no `env` variable: its integration URI cannot resolve (500s).
+    UnsetStageVariable,
+    /// Stage test serves a deployment of a broken integration; the draft has
+    /// been fixed since, but not deployed (500s).
+    StaleDeployment,
+    /// prod's function code differs from test's (CodeSha256): what Test
+    /// proved is not what Prod runs.
+    CodeDrift,
+}
+
+impl ConfigFault {
+    pub const ALL: [ConfigFault; 7] = [
+        ConfigFault::MissingPermission,
+        ConfigFault::WrongSourceArn,
+        ConfigFault::RoleAllowsProdTable,
+        ConfigFault::RoleMissingTable,
+        ConfigFault::UnsetStageVariable,
+        ConfigFault::StaleDeployment,
+        ConfigFault::CodeDrift,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ConfigFault::MissingPermission => "missing-permission",
+            ConfigFault::WrongSourceArn => "wrong-source-arn",
+            ConfigFault::RoleAllowsProdTable => "role-allows-prod-table",
+            ConfigFault::RoleMissingTable => "role-missing-table",
+            ConfigFault::UnsetStageVariable => "unset-stage-variable",
+            ConfigFault::StaleDeployment => "stale-deployment",
+            ConfigFault::CodeDrift => "code-drift",
+        }
+    }
+}
+
+impl Faults {
+    pub fn has(&self, fault: ConfigFault) -> bool {
+        self.config.contains(&fault)
+    }
+
+    /// Every fault asked for, as written on the command line.
+    pub fn names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        if self.shared_table {
+            names.push("shared-table".to_string());
+        }
+        if self.shared_function {
+            names.push("shared-function".to_string());
+        }
+        names.extend(self.config.iter().map(|f| f.name().to_string()));
+        let mut valued = |name: &str, on: bool, value: String| {
+            if on {
+                names.push(format!("{name}={value}"));
+            }
+        };
+        valued(
+            "drop-writes",
+            self.drop_writes > 0.0,
+            self.drop_writes.to_string(),
+        );
+        valued(
+            "error-rate",
+            self.error_rate > 0.0,
+            self.error_rate.to_string(),
+        );
+        if let Some(l) = self.latency {
+            valued(
+                "latency",
+                true,
+                format!("{}±{}", l.base.as_millis(), l.jitter.as_millis()),
+            );
+        }
+        if let Some(st) = self.stall {
+            valued("stall", true, format!("{:?}:{:?}", st.at, st.duration));
+        }
+        valued(
+            "log-delay",
+            !self.log_delay.is_zero(),
+            self.log_delay.as_millis().to_string(),
+        );
+        if let Some(t) = self.throttle_rps {
+            valued("throttle", true, t.to_string());
+        }
+        names
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,8 +139,9 @@ pub struct Stall {
     pub duration: Duration,
 }
 
-const FAULT_NAMES: &str = "shared-table, shared-function, drop-writes=P, error-rate=P, \
-latency=MS[±J], stall=AT:FOR, log-delay=MS, throttle=RPS";
+const FAULT_NAMES: &str = "shared-table, shared-function, missing-permission, wrong-source-arn, \
+role-allows-prod-table, role-missing-table, unset-stage-variable, stale-deployment, code-drift, \
+drop-writes=P, error-rate=P, latency=MS[±J], stall=AT:FOR, log-delay=MS, throttle=RPS";
 
 impl Faults {
     pub fn parse(specs: &[String]) -> Result<Faults, String> {
@@ -58,6 +160,16 @@ impl Faults {
                         faults.shared_table = true;
                     } else {
                         faults.shared_function = true;
+                    }
+                }
+                _ if ConfigFault::ALL.iter().any(|f| f.name() == name) => {
+                    if value.is_some() {
+                        return Err(format!("--fault {name} takes no value"));
+                    }
+                    if let Some(f) = ConfigFault::ALL.into_iter().find(|f| f.name() == name)
+                        && !faults.config.contains(&f)
+                    {
+                        faults.config.push(f);
                     }
                 }
                 "drop-writes" => faults.drop_writes = probability(name, need(name, value)?)?,
@@ -267,6 +379,7 @@ mod tests {
         ])
         .unwrap();
         assert!(f.shared_table && f.shared_function);
+        assert!(f.names().contains(&"throttle=20".to_string()));
         assert_eq!(f.drop_writes, 0.5);
         assert_eq!(f.error_rate, 1.0);
         assert_eq!(
@@ -285,6 +398,15 @@ mod tests {
         );
         assert_eq!(f.log_delay, Duration::from_secs(3));
         assert_eq!(f.throttle_rps, Some(20.0));
+    }
+
+    #[test]
+    fn parses_the_misconfigurations() {
+        let names: Vec<&str> = ConfigFault::ALL.iter().map(|f| f.name()).collect();
+        let f = parse(&names).unwrap();
+        assert_eq!(f.config, ConfigFault::ALL.to_vec());
+        assert_eq!(f.names(), names);
+        assert!(parse(&["code-drift=1"]).is_err());
     }
 
     #[test]

@@ -15,6 +15,8 @@ mod auth;
 mod aws;
 mod bootstrap;
 mod dataplane;
+mod deployments;
+mod endpoint;
 mod faults;
 mod lambda;
 mod logs;
@@ -44,6 +46,12 @@ pub struct SandboxArgs {
     /// Address to serve the stages on, e.g. 127.0.0.1:8080 (port 0: the OS picks).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Address of the sandbox's AWS endpoint (point AWS_ENDPOINT_URL at it): every
+    /// call passes to moto, except the API Gateway and Lambda operations moto gets
+    /// wrong (deployments as snapshots, canaries, exports, LoggingConfig), which it
+    /// answers as AWS does. Port 0 (the default): the OS picks; printed at start.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub aws_listen: String,
     /// Inject a fault (repeatable): shared-table, shared-function, drop-writes=P,
     /// error-rate=P, latency=MS[±J], stall=AT:FOR, log-delay=MS, throttle=RPS.
     #[arg(long = "fault", value_name = "NAME[=VALUE]")]
@@ -125,6 +133,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 pub struct Options {
     pub endpoints: aws::Endpoints,
     pub listen: SocketAddr,
+    pub aws_listen: SocketAddr,
     pub region: String,
     pub faults: Faults,
     pub auth: HashMap<String, StageAuth>,
@@ -150,6 +159,12 @@ impl Options {
                 args.listen
             ))
         })?;
+        let aws_listen: SocketAddr = args.aws_listen.parse().map_err(|_| {
+            usage(format!(
+                "--aws-listen {:?} is not an address (expected e.g. 127.0.0.1:4566 or 127.0.0.1:0)",
+                args.aws_listen
+            ))
+        })?;
         let faults = Faults::parse(&args.faults).map_err(usage)?;
         let credentials = aws::SandboxCredentials::from_env();
         let auth = auth::parse_auth_specs(&args.auth, &credentials).map_err(usage)?;
@@ -163,6 +178,7 @@ impl Options {
         Ok(Options {
             endpoints,
             listen,
+            aws_listen,
             region: args.region,
             faults,
             auth,
@@ -208,30 +224,40 @@ pub fn main(args: SandboxArgs) -> Result<(), SandboxError> {
     runtime.block_on(serve(options))
 }
 
+/// Binds `addr`, returning the listener and the address to print (an
+/// unspecified address is reachable on loopback: that is what is shown).
+async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), SandboxError> {
+    let failed = |source| SandboxError::Listen {
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(failed)?;
+    let local = listener.local_addr().map_err(failed)?;
+    let shown = if local.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port())
+    } else {
+        local
+    };
+    Ok((listener, shown))
+}
+
 async fn serve(options: Options) -> Result<(), SandboxError> {
     // Bind first so a taken port fails before any AWS call is made.
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|source| SandboxError::Listen {
-            addr: options.listen.to_string(),
-            source,
-        })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| SandboxError::Listen {
-            addr: options.listen.to_string(),
-            source,
-        })?;
+    let (listener, shown) = bind(options.listen).await?;
+    let (aws_listener, aws_shown) = bind(options.aws_listen).await?;
 
     let clients = aws::Clients::connect(&options).await;
     eprintln!("sandbox: AWS endpoints: {}", options.endpoints.describe());
+    let overlay = Arc::new(deployments::Overlay::default());
     let deployment = bootstrap::Deployment::new(&options.region);
-    let report = bootstrap::bootstrap(&clients, &deployment, &options.faults).await?;
+    let report = bootstrap::bootstrap(&clients, &overlay, &deployment, &options.faults).await?;
     eprintln!("sandbox: {report}");
 
     let resolver = Arc::new(routing::Resolver::new(
         clients.clone(),
         deployment.api_name.clone(),
+        options.region.clone(),
+        overlay.clone(),
     ));
     let routes = resolver.refresh().await?;
     eprintln!("sandbox: routing: {}", routes.describe());
@@ -275,14 +301,21 @@ async fn serve(options: Options) -> Result<(), SandboxError> {
     .with_lambda(options.lambda);
     let app = dataplane::router(state);
 
-    // An unspecified address is reachable on loopback; that is what we print.
-    let shown = if local.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port())
-    } else {
-        local
-    };
+    let aws_app = endpoint::router(endpoint::AwsEndpoint::new(
+        overlay,
+        clients.clone(),
+        options.endpoints.clone(),
+        options.region.clone(),
+    ));
+    let aws_server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(aws_listener, aws_app).await {
+            eprintln!("sandbox: the AWS endpoint failed: {e}");
+        }
+    });
+
     {
         let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "aws endpoint on http://{aws_shown}");
         let _ = writeln!(out, "sandbox listening on http://{shown}");
         let _ = out.flush();
     }
@@ -291,6 +324,7 @@ async fn serve(options: Options) -> Result<(), SandboxError> {
         .with_graceful_shutdown(shutdown_signal())
         .await;
     refresher.abort();
+    aws_server.abort();
     if let Some(shipper) = shipper {
         eprintln!("sandbox: stopping, flushing logs");
         shipper.stop(Duration::from_secs(10)).await;

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::SandboxError;
 use super::aws::{Clients, aws_error};
+use super::deployments::{Overlay, Snapshot};
 use super::logs::LogFormat;
 use super::policy::{self, ExecutionRole, Policy};
 
@@ -59,6 +60,8 @@ pub enum Resource {
 }
 
 impl Resource {
+    pub const ALL: [Resource; 2] = [Resource::Users, Resource::User];
+
     pub fn path(self) -> &'static str {
         match self {
             Resource::Users => "/user",
@@ -67,28 +70,36 @@ impl Resource {
     }
 }
 
-/// A resolution that failed names the broken link; API Gateway answers such
-/// requests with 500 "Internal server error".
-pub type Resolution = Result<Arc<Target>, RouteError>;
-
-#[derive(Debug, Clone, PartialEq)]
+/// A link of the chain that is broken; API Gateway answers such requests with
+/// 500 "Internal server error" and says why in its execution log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "error", rename_all = "kebab-case")]
 pub enum RouteError {
+    /// The method has no integration in the deployment the stage serves.
     NoIntegration,
-    UnsetStageVariable { name: String, uri: String },
-    NotAFunction { uri: String },
-    FunctionMissing { function: String },
+    /// The integration URI reads `${stageVariables.name}`, which the stage
+    /// does not define.
+    UnsetStageVariable {
+        name: String,
+        uri: String,
+    },
+    /// The (substituted) URI is not a Lambda invocation URI.
+    NotAFunction {
+        uri: String,
+    },
+    FunctionMissing {
+        function: String,
+    },
 }
 
 impl std::fmt::Display for RouteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RouteError::NoIntegration => write!(f, "no integration"),
-            RouteError::UnsetStageVariable { name, uri } => {
-                write!(
-                    f,
-                    "stage variable {name} is not set (integration URI {uri})"
-                )
-            }
+            RouteError::NoIntegration => write!(f, "no integration on the method"),
+            RouteError::UnsetStageVariable { name, uri } => write!(
+                f,
+                "the integration URI {uri:?} reads stage variable {name:?}, which the stage does not set"
+            ),
             RouteError::NotAFunction { uri } => {
                 write!(f, "integration URI {uri:?} names no Lambda function")
             }
@@ -99,7 +110,19 @@ impl std::fmt::Display for RouteError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub type Resolution = Result<Arc<Target>, RouteError>;
+
+/// The stage's `*/*` method settings and access-log settings, as API Gateway
+/// acts on them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StageLogging {
+    pub level: LogLevel,
+    pub data_trace: bool,
+    pub access_log: Option<AccessLog>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum LogLevel {
     #[default]
     Off,
@@ -107,34 +130,13 @@ pub enum LogLevel {
     Info,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AccessLog {
     pub destination_arn: String,
     pub format: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct StageLogging {
-    pub level: LogLevel,
-    pub data_trace: bool,
-    pub access_log: Option<AccessLog>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CanaryRoutes {
-    pub deployment_id: String,
-    pub percent_traffic: f64,
-    pub variables: HashMap<String, String>,
-    #[serde(serialize_with = "serialize_routes")]
-    pub routes: HashMap<Resource, Resolution>,
-}
-
-pub struct Served<'a> {
-    pub routes: &'a HashMap<Resource, Resolution>,
-    pub variables: &'a HashMap<String, String>,
-    pub deployment_id: &'a str,
-    pub is_canary: bool,
-}
+type Routes = HashMap<Resource, Resolution>;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StageRoutes {
@@ -142,11 +144,31 @@ pub struct StageRoutes {
     pub deployment_id: String,
     pub logging: StageLogging,
     #[serde(serialize_with = "serialize_routes")]
-    pub routes: HashMap<Resource, Resolution>,
+    pub routes: Routes,
     pub canary: Option<CanaryRoutes>,
 }
 
+/// The canary's share of a stage: its deployment, the stage's variables with
+/// the canary's overrides applied, and where that sends each resource.
+#[derive(Debug, Clone, Serialize)]
+pub struct CanaryRoutes {
+    pub deployment_id: String,
+    pub percent_traffic: f64,
+    pub variables: HashMap<String, String>,
+    #[serde(serialize_with = "serialize_routes")]
+    pub routes: Routes,
+}
+
+/// What serves one request: the stage's primary deployment or its canary.
+pub struct Served<'a> {
+    pub routes: &'a Routes,
+    pub variables: &'a HashMap<String, String>,
+    pub deployment_id: &'a str,
+    pub is_canary: bool,
+}
+
 impl StageRoutes {
+    /// The canary with probability percentTraffic/100, else the primary.
     pub fn pick(&self) -> Served<'_> {
         match &self.canary {
             Some(c) if fastrand::f64() * 100.0 < c.percent_traffic => Served {
@@ -165,19 +187,15 @@ impl StageRoutes {
     }
 }
 
-fn serialize_routes<S: serde::Serializer>(
-    routes: &HashMap<Resource, Resolution>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
+fn serialize_routes<S: serde::Serializer>(routes: &Routes, s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
+    let mut sorted: Vec<_> = routes.iter().collect();
+    sorted.sort_by_key(|(r, _)| r.path());
     let mut map = s.serialize_map(Some(routes.len()))?;
-    for (resource, resolution) in routes {
+    for (resource, resolution) in sorted {
         match resolution {
             Ok(target) => map.serialize_entry(resource.path(), &**target)?,
-            Err(e) => map.serialize_entry(
-                resource.path(),
-                &serde_json::json!({ "error": e.to_string() }),
-            )?,
+            Err(e) => map.serialize_entry(resource.path(), e)?,
         }
     }
     map.end()
@@ -199,37 +217,59 @@ impl RouteTable {
         }
         let mut stages: Vec<_> = self.stages.iter().collect();
         stages.sort_by(|a, b| a.0.cmp(b.0));
+        let chain = |routes: &Routes| {
+            let mut seen: Vec<String> = routes
+                .values()
+                .map(|r| match r {
+                    Ok(t) => format!("{} → table {}", t.function, t.table),
+                    Err(e) => format!("error: {e}"),
+                })
+                .collect();
+            seen.sort();
+            seen.dedup();
+            seen.join(" | ")
+        };
         let parts: Vec<String> = stages
             .into_iter()
-            .map(|(name, routes)| {
-                let mut seen: Vec<String> = routes
-                    .routes
-                    .values()
-                    .map(|r| match r {
-                        Ok(t) => format!("{} → table {}", t.function, t.table),
-                        Err(e) => format!("error: {e}"),
-                    })
-                    .collect();
-                seen.sort();
-                seen.dedup();
-                format!("{name} → {}", seen.join(" | "))
+            .map(|(name, stage)| {
+                let mut line = format!("{name} → {}", chain(&stage.routes));
+                if let Some(c) = &stage.canary {
+                    line.push_str(&format!(
+                        " (canary {}% → {})",
+                        c.percent_traffic,
+                        chain(&c.routes)
+                    ));
+                }
+                line
             })
             .collect();
         parts.join("; ")
     }
 }
 
+/// The account moto (and the seed) use when nothing says otherwise.
+const DEFAULT_ACCOUNT: &str = "123456789012";
+
 pub struct Resolver {
     clients: Clients,
     api_name: String,
+    region: String,
+    pub overlay: Arc<Overlay>,
     current: RwLock<Arc<RouteTable>>,
 }
 
 impl Resolver {
-    pub fn new(clients: Clients, api_name: String) -> Resolver {
+    pub fn new(
+        clients: Clients,
+        api_name: String,
+        region: String,
+        overlay: Arc<Overlay>,
+    ) -> Resolver {
         Resolver {
             clients,
             api_name,
+            region,
+            overlay,
             current: RwLock::new(Arc::new(RouteTable::default())),
         }
     }
@@ -252,64 +292,13 @@ impl Resolver {
 
     async fn resolve(&self) -> Result<RouteTable, SandboxError> {
         let ag = &self.clients.apigateway;
-        let mut api_id = None;
-        let mut position: Option<String> = None;
-        loop {
-            let out = ag
-                .get_rest_apis()
-                .limit(500)
-                .set_position(position.clone())
-                .send()
-                .await
-                .map_err(|e| aws_error("listing REST APIs", e))?;
-            if let Some(api) = out
-                .items()
-                .iter()
-                .find(|a| a.name() == Some(&self.api_name))
-            {
-                api_id = api.id().map(str::to_string);
-                break;
-            }
-            match out.position() {
-                Some(p) if !p.is_empty() && Some(p) != position.as_deref() => {
-                    position = Some(p.to_string())
-                }
-                _ => break,
-            }
-        }
-        let Some(api_id) = api_id else {
-            return Ok(RouteTable::default());
+        let Some(api_id) = find_api(ag, &self.api_name).await? else {
+            return Ok(RouteTable {
+                region: self.region.clone(),
+                account: DEFAULT_ACCOUNT.into(),
+                ..RouteTable::default()
+            });
         };
-
-        let resources = ag
-            .get_resources()
-            .rest_api_id(&api_id)
-            .limit(500)
-            .embed("methods")
-            .send()
-            .await
-            .map_err(|e| aws_error("reading the API's resources", e))?;
-        let mut uris: HashMap<Resource, Option<String>> = HashMap::new();
-        for (resource, path) in [
-            (Resource::Users, Resource::Users.path()),
-            (Resource::User, Resource::User.path()),
-        ] {
-            let uri = resources
-                .items()
-                .iter()
-                .find(|r| r.path() == Some(path))
-                .and_then(|r| r.resource_methods())
-                .and_then(|m| m.get("ANY"))
-                .and_then(|m| m.method_integration())
-                .and_then(|i| i.uri())
-                .map(str::to_string);
-            // A resource that does not exist is not routed at all (403), one
-            // without an integration is a configuration error (500).
-            if resources.items().iter().any(|r| r.path() == Some(path)) {
-                uris.insert(resource, uri);
-            }
-        }
-
         let stages = ag
             .get_stages()
             .rest_api_id(&api_id)
@@ -317,87 +306,108 @@ impl Resolver {
             .await
             .map_err(|e| aws_error("reading the API's stages", e))?;
 
-        let mut functions: HashMap<String, Resolution> = HashMap::new();
+        let mut functions = Functions::default();
         let mut table = RouteTable {
             api_id: Some(api_id.clone()),
-            account: String::new(),
-            region: self.clients_region(),
+            account: DEFAULT_ACCOUNT.into(),
+            region: self.region.clone(),
             stages: HashMap::new(),
         };
         for stage in stages.item() {
-            let Some(name) = stage.stage_name() else {
+            let (Some(name), Some(deployment_id)) = (stage.stage_name(), stage.deployment_id())
+            else {
                 continue;
             };
             let variables = stage.variables().cloned().unwrap_or_default();
-            let mut routes = HashMap::new();
-            for (resource, uri) in &uris {
-                let resolution = match uri {
-                    None => Err(RouteError::NoIntegration),
-                    Some(uri) => match unset_variable(uri, &variables) {
-                        Some(missing) => Err(RouteError::UnsetStageVariable {
-                            name: missing,
-                            uri: uri.clone(),
-                        }),
-                        None => match function_of(&substitute(uri, &variables)) {
-                            None => Err(RouteError::NotAFunction { uri: uri.clone() }),
-                            Some(function) => {
-                                if !functions.contains_key(&function) {
-                                    let r = self.resolve_function(&function).await?;
-                                    functions.insert(function.clone(), r);
-                                }
-                                functions
-                                    .get(&function)
-                                    .cloned()
-                                    .unwrap_or(Err(RouteError::FunctionMissing { function }))
-                            }
-                        },
-                    },
-                };
-                routes.insert(*resource, resolution);
-            }
-            let settings = stage.method_settings().and_then(|m| m.get("*/*"));
-            let level = match settings.and_then(|m| m.logging_level()) {
-                Some(l) if l.eq_ignore_ascii_case("INFO") => LogLevel::Info,
-                Some(l) if l.eq_ignore_ascii_case("ERROR") => LogLevel::Error,
-                _ => LogLevel::Off,
+            let snapshot = self
+                .overlay
+                .snapshot_or_freeze(ag, &api_id, deployment_id)
+                .await?;
+            let routes = self.routes(&snapshot, &variables, &mut functions).await?;
+            let canary = match self.overlay.canary(&api_id, name) {
+                None => None,
+                Some(c) => {
+                    let snapshot = self
+                        .overlay
+                        .snapshot_or_freeze(ag, &api_id, &c.deployment_id)
+                        .await?;
+                    let mut canary_vars = variables.clone();
+                    canary_vars.extend(c.stage_variable_overrides.clone());
+                    let routes = self.routes(&snapshot, &canary_vars, &mut functions).await?;
+                    Some(CanaryRoutes {
+                        deployment_id: c.deployment_id,
+                        percent_traffic: c.percent_traffic,
+                        variables: canary_vars,
+                        routes,
+                    })
+                }
             };
-            let access_log = stage.access_log_settings().and_then(|a| {
-                Some(AccessLog {
-                    destination_arn: a.destination_arn()?.to_string(),
-                    format: a.format()?.to_string(),
-                })
-            });
             table.stages.insert(
                 name.to_string(),
                 StageRoutes {
                     variables,
-                    deployment_id: stage.deployment_id().unwrap_or_default().to_string(),
-                    logging: StageLogging {
-                        level,
-                        data_trace: settings.is_some_and(|m| m.data_trace_enabled()),
-                        access_log,
-                    },
+                    deployment_id: deployment_id.to_string(),
+                    logging: stage_logging(stage),
                     routes,
-                    canary: None,
+                    canary,
                 },
             );
         }
-        if let Some(account) = functions
-            .values()
-            .find_map(|r| r.as_ref().ok().map(|t| t.account.clone()))
-        {
+        if let Some(account) = functions.account {
             table.account = account;
         }
         Ok(table)
     }
 
-    fn clients_region(&self) -> String {
-        String::new()
+    /// Where each resource of a frozen API sends requests under these variables.
+    async fn routes(
+        &self,
+        snapshot: &Snapshot,
+        variables: &HashMap<String, String>,
+        functions: &mut Functions,
+    ) -> Result<Routes, SandboxError> {
+        let mut routes = HashMap::new();
+        for resource in Resource::ALL {
+            // A resource that does not exist is not routed at all (403).
+            if !snapshot.has_path(resource.path()) {
+                continue;
+            }
+            let uri = snapshot
+                .integration(resource.path(), "ANY")
+                .and_then(|m| m.integration.as_ref())
+                .and_then(|i| i.uri.clone());
+            let resolution = match uri {
+                None => Err(RouteError::NoIntegration),
+                Some(uri) => match substitute_checked(&uri, variables) {
+                    Err(name) => Err(RouteError::UnsetStageVariable { name, uri }),
+                    Ok(resolved) => match function_of(&resolved) {
+                        None => Err(RouteError::NotAFunction { uri: resolved }),
+                        Some(function) => {
+                            if !functions.resolved.contains_key(&function) {
+                                let r = self.resolve_function(&function).await?;
+                                if let Some(account) = account_of_uri(&resolved) {
+                                    functions.account.get_or_insert(account);
+                                }
+                                functions.resolved.insert(function.clone(), r);
+                            }
+                            functions.resolved.get(&function).cloned().unwrap_or(Err(
+                                RouteError::FunctionMissing {
+                                    function: function.clone(),
+                                },
+                            ))
+                        }
+                    },
+                },
+            };
+            routes.insert(resource, resolution);
+        }
+        Ok(routes)
     }
 
     /// Unreachable moto is an error (keep the last table); a function that is
     /// missing is a resolution that fails, as on AWS. The function's role and
-    /// resource policy are read here, once per refresh, not per request.
+    /// resource policy are read here, once per refresh, not per request: the
+    /// data plane judges each invocation and each DynamoDB call against them.
     async fn resolve_function(&self, function: &str) -> Result<Resolution, SandboxError> {
         let lambda = &self.clients.lambda;
         let config = match lambda
@@ -418,11 +428,19 @@ impl Resolver {
             }
             Err(err) => return Err(aws_error(format!("reading function {function}"), err)),
         };
-        let function_arn = config.function_arn().unwrap_or_default().to_string();
+        let function_arn = config
+            .function_arn()
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                format!(
+                    "arn:aws:lambda:{}:{DEFAULT_ACCOUNT}:function:{function}",
+                    self.region
+                )
+            });
         // arn:aws:lambda:{region}:{account}:function:{name}
         let mut arn_parts = function_arn.split(':').skip(3);
-        let region = arn_parts.next().unwrap_or_default().to_string();
-        let account = arn_parts.next().unwrap_or_default().to_string();
+        let region = arn_parts.next().unwrap_or(&self.region).to_string();
+        let account = arn_parts.next().unwrap_or(DEFAULT_ACCOUNT).to_string();
         let resource_policy = match super::aws::function_policy(lambda, function).await? {
             None => None,
             Some(text) => {
@@ -447,7 +465,8 @@ impl Resolver {
         };
         // moto drops LoggingConfig: the sandbox's AWS endpoint keeps it.
         let log_format = self
-            .log_format_of(function)
+            .overlay
+            .log_format(function)
             .or_else(|| {
                 config
                     .logging_config()
@@ -475,10 +494,92 @@ impl Resolver {
             resource_policy,
         })))
     }
+}
 
-    fn log_format_of(&self, _function: &str) -> Option<String> {
-        None
+/// Functions already resolved during one refresh (each is read once), and the
+/// account their ARNs name.
+#[derive(Default)]
+struct Functions {
+    resolved: HashMap<String, Resolution>,
+    account: Option<String>,
+}
+
+async fn find_api(
+    ag: &aws_sdk_apigateway::Client,
+    name: &str,
+) -> Result<Option<String>, SandboxError> {
+    let mut position: Option<String> = None;
+    loop {
+        let out = ag
+            .get_rest_apis()
+            .limit(500)
+            .set_position(position.clone())
+            .send()
+            .await
+            .map_err(|e| aws_error("listing REST APIs", e))?;
+        if let Some(api) = out.items().iter().find(|a| a.name() == Some(name)) {
+            return Ok(api.id().map(str::to_string));
+        }
+        match out.position() {
+            Some(p) if !p.is_empty() && Some(p) != position.as_deref() => {
+                position = Some(p.to_string())
+            }
+            _ => return Ok(None),
+        }
     }
+}
+
+/// The stage's `*/*` method settings (logging level, data trace) and its
+/// access-log settings.
+fn stage_logging(stage: &aws_sdk_apigateway::types::Stage) -> StageLogging {
+    let all = stage.method_settings().and_then(|m| m.get("*/*"));
+    let level = match all
+        .and_then(|s| s.logging_level())
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        Some("INFO") => LogLevel::Info,
+        Some("ERROR") => LogLevel::Error,
+        _ => LogLevel::Off,
+    };
+    let access_log = stage.access_log_settings().and_then(|a| {
+        Some(AccessLog {
+            destination_arn: a.destination_arn()?.to_string(),
+            format: a.format()?.to_string(),
+        })
+    });
+    StageLogging {
+        level,
+        data_trace: all.is_some_and(|s| s.data_trace_enabled()),
+        access_log,
+    }
+}
+
+/// The account in a function ARN inside an integration URI.
+fn account_of_uri(uri: &str) -> Option<String> {
+    let arn = uri.split("/functions/").nth(1)?;
+    let account = arn.strip_prefix("arn:")?.split(':').nth(3)?;
+    (!account.is_empty()).then(|| account.to_string())
+}
+
+/// `${stageVariables.name}` replaced by the stage's value; a variable the stage
+/// does not define is an error naming it, as API Gateway fails such requests.
+pub fn substitute_checked(
+    template: &str,
+    variables: &HashMap<String, String>,
+) -> Result<String, String> {
+    const OPEN: &str = "${stageVariables.";
+    let mut rest = template;
+    while let Some(start) = rest.find(OPEN) {
+        let after = &rest[start + OPEN.len()..];
+        let Some(end) = after.find('}') else { break };
+        let name = &after[..end];
+        if !variables.contains_key(name) {
+            return Err(name.to_string());
+        }
+        rest = &after[end + 1..];
+    }
+    Ok(substitute(template, variables))
 }
 
 /// Reads the configuration again every `ttl`; a failed read keeps the last
@@ -537,22 +638,6 @@ pub fn substitute(template: &str, variables: &HashMap<String, String>) -> String
     out
 }
 
-/// The first `${stageVariables.name}` in `template` that `variables` lacks.
-pub fn unset_variable(template: &str, variables: &HashMap<String, String>) -> Option<String> {
-    const OPEN: &str = "${stageVariables.";
-    let mut rest = template;
-    while let Some(start) = rest.find(OPEN) {
-        let after = &rest[start + OPEN.len()..];
-        let end = after.find('}')?;
-        let name = &after[..end];
-        if !variables.contains_key(name) {
-            return Some(name.to_string());
-        }
-        rest = &after[end + 1..];
-    }
-    None
-}
-
 /// The function name in a Lambda integration URI
 /// (`arn:aws:apigateway:R:lambda:path/2015-03-31/functions/{function ARN or name}/invocations`).
 pub fn function_of(uri: &str) -> Option<String> {
@@ -588,6 +673,22 @@ mod tests {
         assert_eq!(
             function_of(&substitute(URI, &HashMap::new())).as_deref(),
             Some("user-service")
+        );
+    }
+
+    #[test]
+    fn an_unset_stage_variable_is_named() {
+        assert_eq!(
+            substitute_checked(URI, &HashMap::new()),
+            Err("env".to_string())
+        );
+        let vars = HashMap::from([("env".to_string(), String::new())]);
+        assert!(
+            substitute_checked(URI, &vars).is_ok_and(|u| u.contains(":function:user-service/"))
+        );
+        assert_eq!(
+            account_of_uri(&substitute(URI, &vars)).as_deref(),
+            Some("123456789012")
         );
     }
 

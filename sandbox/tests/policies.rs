@@ -238,3 +238,48 @@ async fn the_resource_policy_decides_which_stage_may_invoke() {
     let list = send(&http(), "GET", &sandbox.url("/test/user"), None, &[]).await;
     assert_eq!(list.status, 500);
 }
+
+#[tokio::test]
+async fn an_unset_stage_variable_is_a_configuration_error() {
+    let moto = Moto::start();
+    let aws = Aws::new(&moto).await;
+    let sandbox = Sandbox::start(&moto, &[], &[]);
+    let api = api_id(&aws).await;
+    set_log_level(&aws, &api, "test", "ERROR", false).await;
+    // Someone deletes test's `env` variable; the integration URI still reads it.
+    aws.apigateway
+        .update_stage()
+        .rest_api_id(&api)
+        .stage_name("test")
+        .patch_operations(
+            aws_sdk_apigateway::types::PatchOperation::builder()
+                .op(aws_sdk_apigateway::types::Op::Remove)
+                .path("/variables/env")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("UpdateStage");
+    reload(&sandbox).await;
+    let refused = post_user(&sandbox, "test").await;
+    assert_eq!(refused.status, 500);
+    assert_eq!(refused.body, json!({"message": "Internal server error"}));
+    let request_id = refused
+        .header("x-amzn-RequestId")
+        .expect("request id")
+        .to_string();
+    let group = format!("API-Gateway-Execution-Logs_{api}/test");
+    let line = format!(
+        "({request_id}) Execution failed due to configuration error: Invalid stage variable value: null.  Please use values with alphanumeric characters and the symbols ' ', -', '.', '_', ':', '/', '?', '&', '=', and ','."
+    );
+    let messages = eventually(Duration::from_secs(10), async || {
+        let m = aws.log_messages(&group).await;
+        m.contains(&line).then_some(m)
+    })
+    .await;
+    assert!(messages.contains(&format!("({request_id}) Method completed with status: 500")));
+    // Not prod's function either: nothing was invoked.
+    let prod_logs = aws.log_messages("/aws/lambda/user-service").await;
+    assert!(prod_logs.is_empty(), "{prod_logs:?}");
+    assert_eq!(post_user(&sandbox, "prod").await.status, 201);
+}

@@ -120,6 +120,8 @@ impl Drop for Moto {
 pub struct Sandbox {
     /// `http://127.0.0.1:PORT`
     pub base_url: String,
+    /// The sandbox's AWS endpoint (moto behind it, API Gateway as AWS behaves).
+    pub aws_endpoint: String,
     child: Option<Child>,
     stderr: tempfile::NamedTempFile,
 }
@@ -177,9 +179,12 @@ impl Sandbox {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            // `aws endpoint on URL`, then `sandbox listening on URL`.
             let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
+            let first = lines.next().and_then(Result::ok);
+            let second = lines.next().and_then(Result::ok);
+            if let (Some(a), Some(b)) = (first, second) {
+                let _ = tx.send((a, b));
             }
             // Keep draining so the sandbox never blocks on a full pipe.
             for _ in lines {}
@@ -187,17 +192,22 @@ impl Sandbox {
         let ready = rx.recv_timeout(Duration::from_secs(30));
         let mut sandbox = Sandbox {
             base_url: String::new(),
+            aws_endpoint: String::new(),
             child: Some(child),
             stderr,
         };
         match ready {
-            Ok(line) => match line.strip_prefix("sandbox listening on ") {
-                Some(url) => {
+            Ok((aws, listening)) => match (
+                aws.strip_prefix("aws endpoint on "),
+                listening.strip_prefix("sandbox listening on "),
+            ) {
+                (Some(aws), Some(url)) => {
+                    sandbox.aws_endpoint = aws.trim().to_string();
                     sandbox.base_url = url.trim().to_string();
                     Ok(sandbox)
                 }
-                None => Err(format!(
-                    "unexpected first line {line:?}; stderr:\n{}",
+                _ => Err(format!(
+                    "unexpected first lines {aws:?}, {listening:?}; stderr:\n{}",
                     sandbox.stderr_text()
                 )),
             },
@@ -253,9 +263,19 @@ pub struct Aws {
 }
 
 impl Aws {
+    /// Clients on moto itself (what the sandbox writes there).
     pub async fn new(moto: &Moto) -> Aws {
+        Aws::at(&moto.endpoint).await
+    }
+
+    /// Clients on the sandbox's AWS endpoint, as a user's pipeline would be.
+    pub async fn of(sandbox: &Sandbox) -> Aws {
+        Aws::at(&sandbox.aws_endpoint).await
+    }
+
+    pub async fn at(endpoint: &str) -> Aws {
         let config = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&moto.endpoint)
+            .endpoint_url(endpoint)
             .region(aws_config::Region::new(REGION))
             .credentials_provider(aws_credential_types::Credentials::new(
                 ACCESS_KEY_ID,
