@@ -60,8 +60,9 @@ async fn lines_of(aws: &Aws, group: &str, ids: &[String]) -> HashMap<String, Vec
 #[tokio::test]
 async fn info_logs_each_request_with_its_function_source_arn_and_lambda_id() {
     let moto = Moto::start();
-    let aws = Aws::new(&moto).await;
     let sandbox = Sandbox::start(&moto, &[], &[]);
+    // Changes go where a user's pipeline sends them: the AWS endpoint.
+    let aws = Aws::of(&sandbox).await;
     let api = api_id(&aws).await;
     let account = account(&aws).await;
     set_log_level(&aws, &api, "test", "INFO", true).await;
@@ -269,8 +270,9 @@ async fn info_logs_each_request_with_its_function_source_arn_and_lambda_id() {
 #[tokio::test]
 async fn error_level_writes_only_failures_and_off_writes_nothing() {
     let moto = Moto::start();
-    let aws = Aws::new(&moto).await;
     let sandbox = Sandbox::start(&moto, &[], &[]);
+    // Changes go where a user's pipeline sends them: the AWS endpoint.
+    let aws = Aws::of(&sandbox).await;
     let api = api_id(&aws).await;
     set_log_level(&aws, &api, "test", "ERROR", false).await;
     reload(&sandbox).await;

@@ -27,12 +27,13 @@ fn lambda_id_of(messages: &[String], marker: &str) -> Option<String> {
 #[tokio::test]
 async fn a_burst_after_idle_starts_environments_and_a_trickle_reuses_one() {
     let moto = Moto::start();
-    let aws = Aws::new(&moto).await;
     let sandbox = Sandbox::start(
         &moto,
         &[],
         &["--cold-start", "300ms", "--idle-timeout", "1s"],
     );
+    // Changes go where a user's pipeline sends them: the AWS endpoint.
+    let aws = Aws::of(&sandbox).await;
     let client = http();
     let url = sandbox.url("/prod/user/nobody");
 
@@ -119,9 +120,9 @@ async fn a_burst_after_idle_starts_environments_and_a_trickle_reuses_one() {
     }
 }
 
-async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
@@ -135,8 +136,9 @@ where
 #[tokio::test]
 async fn text_format_with_the_stagecheck_and_powertools_lines() {
     let moto = Moto::start();
-    let aws = Aws::new(&moto).await;
     let sandbox = Sandbox::start(&moto, &[], &["--function-log", "test=powertools"]);
+    // Changes go where a user's pipeline sends them: the AWS endpoint.
+    let aws = Aws::of(&sandbox).await;
     let client = http();
     let mut seen = Vec::new();
     for stage in ["prod", "test"] {
@@ -199,5 +201,94 @@ async fn text_format_with_the_stagecheck_and_powertools_lines() {
                 "{corr} logged"
             );
         }
+    }
+}
+
+/// `LoggingConfig.LogFormat = JSON`, set with UpdateFunctionConfiguration on the
+/// sandbox's AWS endpoint (moto itself drops it): Lambda's platform records and
+/// a JSON application record carrying only Lambda's request id of its own.
+#[tokio::test]
+async fn json_format_writes_platform_records() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(
+        &moto,
+        &[],
+        &["--function-log", "test=powertools", "--idle-timeout", "1s"],
+    );
+    let aws = Aws::of(&sandbox).await;
+    for function in ["user-service", "test-user-service"] {
+        aws.lambda
+            .update_function_configuration()
+            .function_name(function)
+            .logging_config(
+                aws_sdk_lambda::types::LoggingConfig::builder()
+                    .log_format(aws_sdk_lambda::types::LogFormat::Json)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("UpdateFunctionConfiguration");
+    }
+    control::reload(&sandbox).await;
+    let client = http();
+    for (stage, group) in [("prod", PROD_GROUP), ("test", TEST_GROUP)] {
+        let corr = marker("json");
+        let a = send(
+            &client,
+            "GET",
+            &sandbox.url(&format!("/{stage}/user/nobody")),
+            None,
+            &[("X-Correlation-Id", &corr)],
+        )
+        .await;
+        assert_eq!(a.status, 404);
+        let api_request_id = a
+            .header("x-amzn-RequestId")
+            .expect("request id")
+            .to_string();
+        let records: Vec<Value> = eventually(Duration::from_secs(10), async || {
+            let m = aws.log_messages(group).await;
+            m.iter().any(|l| l.contains("platform.report")).then(|| {
+                m.iter()
+                    .map(|l| serde_json::from_str(l).expect("JSON record"))
+                    .collect()
+            })
+        })
+        .await;
+        let types: Vec<&str> = records.iter().filter_map(|r| r["type"].as_str()).collect();
+        assert_eq!(
+            types,
+            ["platform.initStart", "platform.start", "platform.report"],
+            "{records:#?}"
+        );
+        let start = &records[1];
+        let lambda_id = start["record"]["requestId"].as_str().expect("requestId");
+        assert_eq!(
+            start["record"]["functionArn"],
+            format!(
+                "arn:aws:lambda:us-east-1:123456789012:function:{}",
+                &group[12..]
+            )
+        );
+        let app = records
+            .iter()
+            .find(|r| r.get("type").is_none())
+            .expect("application record");
+        assert_eq!(app["requestId"], lambda_id);
+        assert_eq!(app["level"], "INFO");
+        assert!(app["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert_eq!(app["correlation_id"], api_request_id.as_str());
+        let report = records.last().expect("report");
+        assert_eq!(report["record"]["requestId"], lambda_id);
+        assert_eq!(report["record"]["status"], "success");
+        assert!(
+            report["record"]["metrics"]["initDurationMs"]
+                .as_f64()
+                .is_some_and(|d| d >= 150.0)
+        );
+        assert!(report["record"]["metrics"]["durationMs"].as_f64().is_some());
+        // Neither format logs the client's header; only the stagecheck line does.
+        let client_header_logged = records.iter().any(|r| r.to_string().contains(&corr));
+        assert_eq!(client_header_logged, stage == "prod", "{records:#?}");
     }
 }

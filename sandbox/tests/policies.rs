@@ -47,8 +47,9 @@ async fn put_role_policy(aws: &Aws, name: &str, document: serde_json::Value) {
 #[tokio::test]
 async fn the_execution_role_decides_what_the_function_may_do() {
     let moto = Moto::start();
-    let aws = Aws::new(&moto).await;
     let sandbox = Sandbox::start(&moto, &[], &[]);
+    // Changes go where a user's pipeline sends them: the AWS endpoint.
+    let aws = Aws::of(&sandbox).await;
     let account = account(&aws).await;
     let test_table = table_arn(&account, "test-User");
 
@@ -157,8 +158,9 @@ async fn the_execution_role_decides_what_the_function_may_do() {
 #[tokio::test]
 async fn the_resource_policy_decides_which_stage_may_invoke() {
     let moto = Moto::start();
-    let aws = Aws::new(&moto).await;
     let sandbox = Sandbox::start(&moto, &[], &[]);
+    // Changes go where a user's pipeline sends them: the AWS endpoint.
+    let aws = Aws::of(&sandbox).await;
     let api = api_id(&aws).await;
     let account = account(&aws).await;
     set_log_level(&aws, &api, "test", "ERROR", false).await;
@@ -242,8 +244,9 @@ async fn the_resource_policy_decides_which_stage_may_invoke() {
 #[tokio::test]
 async fn an_unset_stage_variable_is_a_configuration_error() {
     let moto = Moto::start();
-    let aws = Aws::new(&moto).await;
     let sandbox = Sandbox::start(&moto, &[], &[]);
+    // Changes go where a user's pipeline sends them: the AWS endpoint.
+    let aws = Aws::of(&sandbox).await;
     let api = api_id(&aws).await;
     set_log_level(&aws, &api, "test", "ERROR", false).await;
     // Someone deletes test's `env` variable; the integration URI still reads it.
