@@ -325,3 +325,79 @@ async fn error_level_writes_only_failures_and_off_writes_nothing() {
     assert!(!by.contains_key(&unlogged_id));
     assert_eq!(by.len(), 1);
 }
+
+/// A canary's requests are logged to the stage's groups and to the canary's
+/// (`…/{stage}/Canary`, the access-log group with `/Canary` appended), as the
+/// canary-release guide names them; the primary's only to the stage's.
+#[tokio::test]
+async fn canary_requests_are_logged_in_the_canary_groups_too() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &[], &[]);
+    let aws = Aws::of(&sandbox).await;
+    let api = api_id(&aws).await;
+    let account = account(&aws).await;
+    set_log_level(&aws, &api, "test", "INFO", false).await;
+    enable_access_log(&aws, &api, "test", &account).await;
+    aws.apigateway
+        .create_deployment()
+        .rest_api_id(&api)
+        .stage_name("test")
+        .canary_settings(
+            aws_sdk_apigateway::types::DeploymentCanarySettings::builder()
+                .percent_traffic(100.0)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateDeployment with canarySettings");
+    reload(&sandbox).await;
+    let canary = send(&http(), "GET", &sandbox.url("/test/user/nobody"), None, &[]).await;
+    assert_eq!(canary.status, 404);
+    let canary_id = canary.header("x-amzn-RequestId").unwrap().to_string();
+
+    replace_on_stage(
+        &aws,
+        &api,
+        "test",
+        &[("/canarySettings/percentTraffic", "0.0")],
+    )
+    .await;
+    reload(&sandbox).await;
+    let primary = send(&http(), "GET", &sandbox.url("/test/user/nobody"), None, &[]).await;
+    assert_eq!(primary.status, 404);
+    let primary_id = primary.header("x-amzn-RequestId").unwrap().to_string();
+
+    let stage_group = format!("API-Gateway-Execution-Logs_{api}/test");
+    let canary_group = format!("{stage_group}/Canary");
+    let both = [canary_id.clone(), primary_id.clone()];
+    let in_stage = lines_of(&aws, &stage_group, &both).await;
+    assert_eq!(in_stage.len(), 2);
+    let in_canary = lines_of(&aws, &canary_group, std::slice::from_ref(&canary_id)).await;
+    assert_eq!(in_canary.keys().collect::<Vec<_>>(), [&canary_id]);
+    assert_eq!(in_canary[&canary_id], in_stage[&canary_id]);
+
+    let access = |group: &'static str| {
+        let aws = &aws;
+        async move {
+            aws.log_messages(group)
+                .await
+                .iter()
+                .map(|l| serde_json::from_str::<Value>(l).expect("JSON access line"))
+                .collect::<Vec<_>>()
+        }
+    };
+    let stage_lines = eventually(Duration::from_secs(10), async || {
+        let l = access(ACCESS_GROUP).await;
+        (l.len() >= 2).then_some(l)
+    })
+    .await;
+    let canary_lines = access("users-access/Canary").await;
+    assert_eq!(canary_lines.len(), 1, "{canary_lines:#?}");
+    assert_eq!(canary_lines[0]["requestId"], canary_id.as_str());
+    assert_eq!(canary_lines[0]["canary"], "true");
+    let primary_line = stage_lines
+        .iter()
+        .find(|l| l["requestId"] == primary_id.as_str())
+        .expect("the primary's access line");
+    assert_eq!(primary_line["canary"], "false");
+}
