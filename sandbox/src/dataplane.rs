@@ -507,7 +507,7 @@ async fn invoke(
 ) -> Response {
     let lambda_request_id = uuid::Uuid::new_v4().to_string();
     let sent = Instant::now();
-    let lease = dp.lambda.acquire(&target.function).await;
+    let lease = dp.lambda.acquire(&target.environments).await;
     let started = SystemTime::now();
     let t0 = Instant::now();
 

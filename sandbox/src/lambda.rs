@@ -31,7 +31,8 @@ impl Default for LambdaSettings {
 #[derive(Debug)]
 pub struct Environment {
     pub stream: Arc<str>,
-    pub function: String,
+    /// The pool it belongs to: one function as configured (see [`Lambda::acquire`]).
+    pub pool: String,
 }
 
 struct Idle {
@@ -57,7 +58,7 @@ pub struct Lease<'a> {
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         let mut free = self.lambda.lock();
-        free.entry(self.environment.function.clone())
+        free.entry(self.environment.pool.clone())
             .or_default()
             .push(Idle {
                 environment: self.environment.clone(),
@@ -81,13 +82,15 @@ impl Lambda {
         }
     }
 
-    /// A free warm environment of `function`, or a new one after its init phase.
-    pub async fn acquire(&self, function: &str) -> Lease<'_> {
+    /// A free warm environment of `pool` (a function as configured: a new
+    /// configuration never reuses the old one's environments), or a new one
+    /// after its init phase.
+    pub async fn acquire(&self, pool: &str) -> Lease<'_> {
         let warm = {
             let mut free = self.lock();
             let now = Instant::now();
             reap(&mut free, now, self.settings.idle_timeout);
-            free.get_mut(function).and_then(Vec::pop)
+            free.get_mut(pool).and_then(Vec::pop)
         };
         if let Some(idle) = warm {
             return Lease {
@@ -98,7 +101,7 @@ impl Lambda {
         }
         let environment = Arc::new(Environment {
             stream: Arc::from(stream_name(SystemTime::now()).as_str()),
-            function: function.to_string(),
+            pool: pool.to_string(),
         });
         let t0 = Instant::now();
         if !self.settings.cold_start.is_zero() {
@@ -111,7 +114,7 @@ impl Lambda {
         }
     }
 
-    /// Free environments per function.
+    /// Free environments per pool.
     #[cfg(test)]
     pub fn free_counts(&self) -> HashMap<String, usize> {
         let mut free = self.lock();

@@ -43,6 +43,10 @@ pub struct Target {
     pub table_arn: String,
     pub log_group: String,
     pub log_format: LogFormat,
+    /// Which execution environments may serve it: the function as last
+    /// configured. A configuration change is served by new environments (cold
+    /// starts), as on AWS.
+    pub environments: String,
     pub role: ExecutionRole,
     /// The function's resource-based policy; `None` when it has none (then
     /// nothing may invoke it through API Gateway).
@@ -482,6 +486,10 @@ impl Resolver {
             .cloned()
             .unwrap_or_default();
         let table = table_for(&environment);
+        let environments = format!(
+            "{function}@{}/{log_format:?}",
+            config.last_modified().unwrap_or_default()
+        );
         Ok(Ok(Arc::new(Target {
             function: function.to_string(),
             table_arn: format!("arn:aws:dynamodb:{region}:{account}:table/{table}"),
@@ -490,6 +498,7 @@ impl Resolver {
             table,
             log_group: log_group_for(function),
             log_format,
+            environments,
             role,
             resource_policy,
         })))
