@@ -716,13 +716,30 @@ fn trace_id(at: SystemTime) -> String {
 }
 
 /// What one request leaves in API Gateway's logs: the execution log as it is
-/// written, and the `$context` facts its access-log line is made of.
+/// written, and the `$context` facts its access-log line is made of (only
+/// gathered when the stage has access logging).
 struct Trace {
     exec: ExecutionLog,
     exec_groups: Vec<Arc<str>>,
-    access: Option<(Vec<Arc<str>>, String)>,
+    access: Option<AccessLogging>,
     api_id: String,
     account: String,
+    received: SystemTime,
+    resource: Option<Resource>,
+    integration_request_id: Option<String>,
+    integration_status: Option<u16>,
+    function_status: Option<u16>,
+    integration_latency_ms: Option<u64>,
+    integration_error: Option<String>,
+    error_message: Option<&'static str>,
+    response_length: usize,
+}
+
+/// Where a stage's access-log line goes, its format, and the request's facts
+/// known before it is served.
+struct AccessLogging {
+    groups: Vec<Arc<str>>,
+    format: String,
     request_id: String,
     extended_id: String,
     stage: String,
@@ -734,15 +751,6 @@ struct Trace {
     user_agent: Option<String>,
     source_ip: String,
     domain: Option<String>,
-    received: SystemTime,
-    resource: Option<Resource>,
-    integration_request_id: Option<String>,
-    integration_status: Option<u16>,
-    function_status: Option<u16>,
-    integration_latency_ms: Option<u64>,
-    integration_error: Option<String>,
-    error_message: Option<&'static str>,
-    response_length: usize,
 }
 
 impl Trace {
@@ -774,6 +782,13 @@ impl Trace {
                 ));
             }
         }
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         let access = logging.access_log.as_ref().and_then(|a| {
             let mut groups: Vec<Arc<str>> = vec![Arc::from(
                 apigw_logs::access_group(&a.destination_arn, false)?.as_str(),
@@ -783,36 +798,32 @@ impl Trace {
                     apigw_logs::access_group(&a.destination_arn, true)?.as_str(),
                 ));
             }
-            Some((groups, a.format.clone()))
+            Some(AccessLogging {
+                groups,
+                format: a.format.clone(),
+                request_id: ids.request_id.clone(),
+                extended_id: ids.extended_id.clone(),
+                stage: stage.to_string(),
+                deployment_id: served.deployment_id.to_string(),
+                is_canary: stage_routes.canary.as_ref().map(|_| served.is_canary),
+                method: parts.method.as_str().to_string(),
+                path: parts.uri.path().to_string(),
+                user_agent: header("user-agent"),
+                // The first X-Forwarded-For hop, as API Gateway reports a client
+                // behind a proxy; a direct client is on loopback here.
+                source_ip: header("x-forwarded-for")
+                    .and_then(|f| f.split(',').next().map(|s| s.trim().to_string()))
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "127.0.0.1".to_string()),
+                domain: header("host"),
+            })
         });
-        let header = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
         Trace {
             exec: ExecutionLog::new(&ids.request_id, level, logging.data_trace),
             exec_groups,
             access,
             api_id,
             account: table.account.clone(),
-            request_id: ids.request_id.clone(),
-            extended_id: ids.extended_id.clone(),
-            stage: stage.to_string(),
-            deployment_id: served.deployment_id.to_string(),
-            is_canary: stage_routes.canary.as_ref().map(|_| served.is_canary),
-            method: parts.method.as_str().to_string(),
-            path: parts.uri.path().to_string(),
-            user_agent: header("user-agent"),
-            // The first X-Forwarded-For hop, as API Gateway reports a client
-            // behind a proxy; a direct client is on loopback here.
-            source_ip: header("x-forwarded-for")
-                .and_then(|f| f.split(',').next().map(|s| s.trim().to_string()))
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "127.0.0.1".to_string()),
-            domain: header("host"),
             received,
             resource: None,
             integration_request_id: None,
@@ -830,14 +841,12 @@ impl Trace {
         if !dp.logs.is_enabled() {
             return;
         }
-        let access_line = self.access.as_ref().map(|(_, format)| {
-            apigw_logs::access_line(format, |name| self.context(name, status, response_latency))
-        });
-        let at = epoch_ms(self.received);
-        if let Some((groups, _)) = &self.access
-            && let Some(line) = access_line
-        {
-            for group in groups {
+        if let Some(access) = &self.access {
+            let line = apigw_logs::access_line(&access.format, |name| {
+                self.context(access, name, status, response_latency)
+            });
+            let at = epoch_ms(self.received);
+            for group in &access.groups {
                 dp.logs.send(InvocationLog {
                     log_group: group.clone(),
                     stream: None,
@@ -849,9 +858,8 @@ impl Trace {
         if events.is_empty() {
             return;
         }
-        let (last, rest) = match self.exec_groups.split_last() {
-            Some(split) => split,
-            None => return,
+        let Some((last, rest)) = self.exec_groups.split_last() else {
+            return;
         };
         for group in rest {
             dp.logs.send(InvocationLog {
@@ -868,15 +876,21 @@ impl Trace {
     }
 
     /// `$context.{name}`; `None` where API Gateway would write `-`.
-    fn context(&self, name: &str, status: u16, response_latency: Duration) -> Option<String> {
+    fn context(
+        &self,
+        request: &AccessLogging,
+        name: &str,
+        status: u16,
+        response_latency: Duration,
+    ) -> Option<String> {
         let some = |s: &str| Some(s.to_string());
         match name {
-            "requestId" => some(&self.request_id),
-            "extendedRequestId" => some(&self.extended_id),
+            "requestId" => some(&request.request_id),
+            "extendedRequestId" => some(&request.extended_id),
             "apiId" => some(&self.api_id),
             "accountId" => some(&self.account),
-            "stage" => some(&self.stage),
-            "deploymentId" => some(&self.deployment_id),
+            "stage" => some(&request.stage),
+            "deploymentId" => some(&request.deployment_id),
             "status" => Some(status.to_string()),
             "responseLatency" => Some(response_latency.as_millis().to_string()),
             "responseLength" => Some(self.response_length.to_string()),
@@ -890,16 +904,16 @@ impl Trace {
             "integrationStatus" => self.integration_status.map(|s| s.to_string()),
             "integration.integrationStatus" => self.integration_status.map(|s| s.to_string()),
             "integration.error" | "integrationErrorMessage" => self.integration_error.clone(),
-            "isCanaryRequest" => self.is_canary.map(|c| c.to_string()),
-            "httpMethod" => some(&self.method),
+            "isCanaryRequest" => request.is_canary.map(|c| c.to_string()),
+            "httpMethod" => some(&request.method),
             "resourcePath" => self.resource.map(|r| r.path().to_string()),
-            "path" => some(&self.path),
+            "path" => some(&request.path),
             "protocol" => some("HTTP/1.1"),
             "requestTime" => Some(apigw_logs::clf_time(self.received)),
             "requestTimeEpoch" => Some(epoch_ms(self.received).to_string()),
-            "identity.sourceIp" => some(&self.source_ip),
-            "identity.userAgent" => self.user_agent.clone(),
-            "domainName" => self.domain.clone(),
+            "identity.sourceIp" => some(&request.source_ip),
+            "identity.userAgent" => request.user_agent.clone(),
+            "domainName" => request.domain.clone(),
             "error.message" => self.error_message.map(str::to_string),
             _ => None,
         }
