@@ -212,7 +212,14 @@ async fn write_config_faults(
             }
             ConfigFault::RoleMissingTable => {
                 let typo = format!("{}s", table_for(test.env));
-                write_role_policy(clients, deployment, test, account, &[typo.clone()]).await?;
+                write_role_policy(
+                    clients,
+                    deployment,
+                    test,
+                    account,
+                    std::slice::from_ref(&typo),
+                )
+                .await?;
                 format!(
                     "{} ({} allows {typo}, not {})",
                     fault.name(),

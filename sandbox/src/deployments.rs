@@ -393,18 +393,16 @@ pub fn classify(op: &Value) -> Result<StagePatch, Refused> {
             )))
         };
     }
-    if let Some(setting) = path.strip_prefix("/*/*/") {
-        if setting == "logging/loglevel" && verb == "replace" {
-            let level = need_value()?;
-            if !matches!(
-                level.to_ascii_uppercase().as_str(),
-                "OFF" | "ERROR" | "INFO"
-            ) {
-                return Err(Refused(format!(
-                    "Invalid method setting value for logging/loglevel: '{level}'. \
-                     Must be one of: [OFF, ERROR, INFO]"
-                )));
-            }
+    if path == "/*/*/logging/loglevel" && verb == "replace" {
+        let level = need_value()?;
+        if !matches!(
+            level.to_ascii_uppercase().as_str(),
+            "OFF" | "ERROR" | "INFO"
+        ) {
+            return Err(Refused(format!(
+                "Invalid method setting value for logging/loglevel: '{level}'. \
+                 Must be one of: [OFF, ERROR, INFO]"
+            )));
         }
     }
     if path == "/accessLogSettings/format" && verb == "replace" {

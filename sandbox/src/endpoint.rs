@@ -18,6 +18,10 @@
 //! The SDK signs what it sends; moto does not check signatures, so a body
 //! rewritten here (a stage name taken out) reaches it as any other.
 
+// The early answers (an AWS error, moto unreachable) travel as `Err(Response)`
+// to the handler that returns them: built once per call, never stored.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 

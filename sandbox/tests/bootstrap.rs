@@ -326,6 +326,14 @@ fn bad_arguments_are_usage_errors() {
             "STAGECHECK_UNSET_VAR is not set",
         ),
         (vec!["--aws-endpoint", e, "--listen", "nowhere"], "--listen"),
+        (
+            vec!["--aws-endpoint", e, "--aws-listen", "nowhere"],
+            "--aws-listen",
+        ),
+        (
+            vec!["--aws-endpoint", e, "--fault", "code-drift=yes"],
+            "takes no value",
+        ),
         (vec!["--listen", "127.0.0.1:0"], "--aws-endpoint"),
     ] {
         let (code, stderr) = run_sandbox(&args);
