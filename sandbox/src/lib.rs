@@ -4,9 +4,13 @@
 //! The modules follow one request: [`bootstrap`] writes the deployment (and any
 //! misconfiguration fault) into moto's control planes; [`routing`] reads it back the
 //! way API Gateway and Lambda resolve it; [`dataplane`] serves the stages (auth,
-//! throttling, injected faults); [`user_service`] is the function's code; [`logs`]
-//! ships its Lambda-style log lines to CloudWatch Logs.
+//! throttling, the function's resource policy, injected faults) and writes their
+//! execution and access logs ([`apigw_logs`]); [`lambda`] keeps the functions'
+//! execution environments; [`user_service`] is the function's code, its calls
+//! judged by [`policy`] against its execution role; [`logs`] ships every log
+//! line to CloudWatch Logs.
 
+mod apigw_logs;
 mod auth;
 mod aws;
 mod bootstrap;
@@ -14,7 +18,9 @@ mod dataplane;
 mod deployments;
 mod endpoint;
 mod faults;
+mod lambda;
 mod logs;
+mod policy;
 mod routing;
 mod user_service;
 mod zip;
@@ -55,12 +61,21 @@ pub struct SandboxArgs {
     /// STAGE=api-key:ENVVAR (header x-api-key must equal $ENVVAR).
     #[arg(long = "auth", value_name = "STAGE=iam|api-key:ENVVAR")]
     pub auth: Vec<String>,
-    /// What a stage's function writes as its own log line (repeatable):
-    /// STAGE=full (the client's X-Correlation-Id and API Gateway's request id, the
-    /// default) or STAGE=powertools (AWS Lambda Powertools' Logger JSON: only
-    /// API Gateway's request id, as `correlation_id`).
-    #[arg(long = "function-log", value_name = "STAGE=full|powertools")]
+    /// What a stage's function writes as its own log line, inside Lambda's
+    /// log format (repeatable): STAGE=stagecheck (the client's X-Correlation-Id
+    /// and API Gateway's request id, the default; `full` is accepted too) or
+    /// STAGE=powertools (AWS Lambda Powertools' Logger JSON: only API Gateway's
+    /// request id, as `correlation_id`).
+    #[arg(long = "function-log", value_name = "STAGE=stagecheck|powertools")]
     pub function_log: Vec<String>,
+    /// How long a new Lambda execution environment's init phase takes: the
+    /// first request an environment serves waits for it (a cold start).
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    pub cold_start: Duration,
+    /// How long an idle execution environment is kept before it is reaped
+    /// (the next request then starts a new one).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
     /// Region of the emulated deployment.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
@@ -128,6 +143,7 @@ pub struct Options {
     pub config_ttl: Duration,
     pub log_interval: Duration,
     pub log_buffer: usize,
+    pub lambda: lambda::LambdaSettings,
 }
 
 impl Options {
@@ -172,6 +188,10 @@ impl Options {
             config_ttl: args.config_ttl.max(Duration::from_millis(50)),
             log_interval: args.log_interval.max(Duration::from_millis(10)),
             log_buffer: args.log_buffer,
+            lambda: lambda::LambdaSettings {
+                cold_start: args.cold_start,
+                idle_timeout: args.idle_timeout,
+            },
         })
     }
 }
@@ -187,7 +207,7 @@ fn parse_function_logs(specs: &[String]) -> Result<HashMap<String, logs::Functio
             .filter(|(stage, _)| !stage.is_empty());
         let Some((stage, shape)) = parsed else {
             return Err(format!(
-                "--function-log {spec:?}: expected STAGE=full or STAGE=powertools"
+                "--function-log {spec:?}: expected STAGE=stagecheck or STAGE=powertools"
             ));
         };
         shapes.insert(stage.to_string(), shape);
@@ -277,7 +297,8 @@ async fn serve(options: Options) -> Result<(), SandboxError> {
         options.credentials.clone(),
         options.region.clone(),
     )
-    .with_function_logs(options.function_logs.clone());
+    .with_function_logs(options.function_logs.clone())
+    .with_lambda(options.lambda);
     let app = dataplane::router(state);
 
     let aws_app = endpoint::router(endpoint::AwsEndpoint::new(

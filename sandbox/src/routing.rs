@@ -14,6 +14,8 @@ use serde::Serialize;
 use super::SandboxError;
 use super::aws::{Clients, aws_error};
 use super::deployments::{Overlay, Snapshot};
+use super::logs::LogFormat;
+use super::policy::{self, ExecutionRole, Policy};
 
 /// The stage variable the integration URI reads.
 pub const ENV_VARIABLE: &str = "env";
@@ -29,12 +31,27 @@ pub fn log_group_for(function: &str) -> String {
     format!("/aws/lambda/{function}")
 }
 
-/// Where one stage's resource sends its requests.
+/// Where one stage's resource sends its requests, and what the function runs
+/// with: its role's policies (judging its DynamoDB calls), its resource-based
+/// policy (judging each invocation) and its log format.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Target {
     pub function: String,
+    pub function_arn: String,
+    pub account: String,
     pub table: String,
+    pub table_arn: String,
     pub log_group: String,
+    pub log_format: LogFormat,
+    /// Which execution environments may serve it: the function as last
+    /// configured. A configuration change is served by new environments (cold
+    /// starts), as on AWS.
+    pub environments: String,
+    pub role: ExecutionRole,
+    /// The function's resource-based policy; `None` when it has none (then
+    /// nothing may invoke it through API Gateway).
+    #[serde(skip)]
+    pub resource_policy: Option<Policy>,
 }
 
 /// The two resources the API has; anything else is "Missing Authentication Token".
@@ -77,10 +94,6 @@ pub enum RouteError {
     FunctionMissing {
         function: String,
     },
-    /// The function's resource-based policy does not let API Gateway invoke it.
-    InvalidPermissions {
-        function: String,
-    },
 }
 
 impl std::fmt::Display for RouteError {
@@ -97,11 +110,6 @@ impl std::fmt::Display for RouteError {
             RouteError::FunctionMissing { function } => {
                 write!(f, "function {function} does not exist")
             }
-            RouteError::InvalidPermissions { function } => write!(
-                f,
-                "Invalid permissions on Lambda function {function}: its resource policy does \
-                 not let apigateway.amazonaws.com invoke it from this API"
-            ),
         }
     }
 }
@@ -319,9 +327,7 @@ impl Resolver {
                 .overlay
                 .snapshot_or_freeze(ag, &api_id, deployment_id)
                 .await?;
-            let routes = self
-                .routes(&snapshot, &variables, &api_id, &mut functions)
-                .await?;
+            let routes = self.routes(&snapshot, &variables, &mut functions).await?;
             let canary = match self.overlay.canary(&api_id, name) {
                 None => None,
                 Some(c) => {
@@ -331,9 +337,7 @@ impl Resolver {
                         .await?;
                     let mut canary_vars = variables.clone();
                     canary_vars.extend(c.stage_variable_overrides.clone());
-                    let routes = self
-                        .routes(&snapshot, &canary_vars, &api_id, &mut functions)
-                        .await?;
+                    let routes = self.routes(&snapshot, &canary_vars, &mut functions).await?;
                     Some(CanaryRoutes {
                         deployment_id: c.deployment_id,
                         percent_traffic: c.percent_traffic,
@@ -364,7 +368,6 @@ impl Resolver {
         &self,
         snapshot: &Snapshot,
         variables: &HashMap<String, String>,
-        api_id: &str,
         functions: &mut Functions,
     ) -> Result<Routes, SandboxError> {
         let mut routes = HashMap::new();
@@ -385,7 +388,7 @@ impl Resolver {
                         None => Err(RouteError::NotAFunction { uri: resolved }),
                         Some(function) => {
                             if !functions.resolved.contains_key(&function) {
-                                let r = self.resolve_function(&function, api_id).await?;
+                                let r = self.resolve_function(&function).await?;
                                 if let Some(account) = account_of_uri(&resolved) {
                                     functions.account.get_or_insert(account);
                                 }
@@ -406,12 +409,10 @@ impl Resolver {
     }
 
     /// Unreachable moto is an error (keep the last table); a function that is
-    /// missing or may not be invoked is a resolution that fails, as on AWS.
-    async fn resolve_function(
-        &self,
-        function: &str,
-        api_id: &str,
-    ) -> Result<Resolution, SandboxError> {
+    /// missing is a resolution that fails, as on AWS. The function's role and
+    /// resource policy are read here, once per refresh, not per request: the
+    /// data plane judges each invocation and each DynamoDB call against them.
+    async fn resolve_function(&self, function: &str) -> Result<Resolution, SandboxError> {
         let lambda = &self.clients.lambda;
         let config = match lambda
             .get_function_configuration()
@@ -431,22 +432,75 @@ impl Resolver {
             }
             Err(err) => return Err(aws_error(format!("reading function {function}"), err)),
         };
-        let policy = super::aws::function_policy(lambda, function).await?;
-        if !allows_api_gateway(policy.as_deref(), api_id) {
-            return Ok(Err(RouteError::InvalidPermissions {
-                function: function.to_string(),
-            }));
-        }
+        let function_arn = config
+            .function_arn()
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                format!(
+                    "arn:aws:lambda:{}:{DEFAULT_ACCOUNT}:function:{function}",
+                    self.region
+                )
+            });
+        // arn:aws:lambda:{region}:{account}:function:{name}
+        let mut arn_parts = function_arn.split(':').skip(3);
+        let region = arn_parts.next().unwrap_or(&self.region).to_string();
+        let account = arn_parts.next().unwrap_or(DEFAULT_ACCOUNT).to_string();
+        let resource_policy = match super::aws::function_policy(lambda, function).await? {
+            None => None,
+            Some(text) => {
+                match policy::parse(&format!("{function}'s resource policy"), None, &text) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        eprintln!("sandbox: warning: {e}; nothing may invoke {function}");
+                        None
+                    }
+                }
+            }
+        };
+        let role = match config.role() {
+            Some(role_arn) => policy::load_role(&self.clients.iam, role_arn, function).await?,
+            None => ExecutionRole {
+                arn: String::new(),
+                name: String::new(),
+                session: function.to_string(),
+                account: account.clone(),
+                policies: Vec::new(),
+            },
+        };
+        // moto drops LoggingConfig: the sandbox's AWS endpoint keeps it.
+        let log_format = self
+            .overlay
+            .log_format(function)
+            .or_else(|| {
+                config
+                    .logging_config()
+                    .and_then(|l| l.log_format())
+                    .map(|f| f.as_str().to_string())
+            })
+            .map(|f| LogFormat::parse(&f))
+            .unwrap_or_default();
         let environment = config
             .environment()
             .and_then(|e| e.variables())
             .and_then(|v| v.get(FUNCTION_ENV_VAR))
             .cloned()
             .unwrap_or_default();
+        let table = table_for(&environment);
+        let environments = format!(
+            "{function}@{}/{log_format:?}",
+            config.last_modified().unwrap_or_default()
+        );
         Ok(Ok(Arc::new(Target {
             function: function.to_string(),
-            table: table_for(&environment),
+            table_arn: format!("arn:aws:dynamodb:{region}:{account}:table/{table}"),
+            function_arn,
+            account,
+            table,
             log_group: log_group_for(function),
+            log_format,
+            environments,
+            role,
+            resource_policy,
         })))
     }
 }
@@ -608,34 +662,6 @@ pub fn function_of(uri: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
-fn allows_api_gateway(policy: Option<&str>, api_id: &str) -> bool {
-    let Some(doc) = policy.and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()) else {
-        return false;
-    };
-    let Some(statements) = doc.get("Statement").and_then(|s| s.as_array()) else {
-        return false;
-    };
-    statements.iter().any(|s| {
-        let allow = s.get("Effect").and_then(|v| v.as_str()) == Some("Allow");
-        let principal = s.get("Principal");
-        let service = principal
-            .and_then(|p| p.get("Service"))
-            .and_then(|v| v.as_str())
-            .or_else(|| principal.and_then(|p| p.as_str()));
-        let action = s.get("Action").and_then(|v| v.as_str());
-        let source_ok = match s.pointer("/Condition/ArnLike/AWS:SourceArn") {
-            None => true,
-            Some(v) => v
-                .as_str()
-                .is_some_and(|arn| arn.contains(&format!(":{api_id}/"))),
-        };
-        allow
-            && service == Some("apigateway.amazonaws.com")
-            && matches!(action, Some("lambda:InvokeFunction" | "lambda:*"))
-            && source_ok
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -682,13 +708,5 @@ mod tests {
         let bare = "arn:aws:apigateway:r:lambda:path/2015-03-31/functions/f/invocations";
         assert_eq!(function_of(bare).as_deref(), Some("f"));
         assert_eq!(function_of("https://example.com"), None);
-    }
-
-    #[test]
-    fn permission_must_name_api_gateway_and_this_api() {
-        let policy = r#"{"Statement":[{"Sid":"a","Effect":"Allow","Principal":{"Service":"apigateway.amazonaws.com"},"Action":"lambda:InvokeFunction","Condition":{"ArnLike":{"AWS:SourceArn":"arn:aws:execute-api:us-east-1:1:abc/*"}}}]}"#;
-        assert!(allows_api_gateway(Some(policy), "abc"));
-        assert!(!allows_api_gateway(Some(policy), "other"));
-        assert!(!allows_api_gateway(None, "abc"));
     }
 }

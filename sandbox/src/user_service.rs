@@ -1,6 +1,10 @@
 //! The user-service function's code: CRUD on the table its environment names,
 //! or, with `--no-backend`, an echo that touches nothing. It answers as a
-//! Lambda proxy function would: a status code and a JSON body.
+//! Lambda proxy function would: a status code and a JSON body. Every DynamoDB
+//! call is first judged against the function's execution role, as IAM judges
+//! the credentials Lambda gives the function: a call the role does not allow
+//! fails with DynamoDB's AccessDeniedException, unhandled, as the seed's
+//! function lets it fail.
 
 use std::collections::HashMap;
 
@@ -8,6 +12,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use http::Method;
 use serde_json::{Map, Value, json};
 
+use super::policy::ExecutionRole;
 use super::routing::Resource;
 
 pub enum UserService {
@@ -23,6 +28,10 @@ pub struct Call<'a> {
     pub id: Option<&'a str>,
     pub body: &'a [u8],
     pub table: &'a str,
+    /// `arn:aws:dynamodb:{region}:{account}:table/{table}`, what the role is judged on.
+    pub table_arn: &'a str,
+    /// The credentials the function runs with.
+    pub role: &'a ExecutionRole,
     /// The drop-writes fault: answer as if written, write nothing.
     pub skip_write: bool,
 }
@@ -135,6 +144,7 @@ impl UserService {
         if call.skip_write {
             return Ok(());
         }
+        authorize(call, "PutItem")?;
         let item: HashMap<String, AttributeValue> = user
             .iter()
             .map(|(k, v)| (k.clone(), to_attribute(v)))
@@ -153,6 +163,9 @@ impl UserService {
         let UserService::DynamoDb(db) = self else {
             return Outcome::answer(200, json!({ "Id": id }), OP, "user found").with_id(id);
         };
+        if let Err(e) = authorize(call, "GetItem") {
+            return Outcome::crashed(OP, e).with_id(id);
+        }
         match db
             .get_item()
             .table_name(call.table)
@@ -184,6 +197,9 @@ impl UserService {
         let UserService::DynamoDb(db) = self else {
             return Outcome::answer(200, json!([]), OP, "users listed");
         };
+        if let Err(e) = authorize(call, "Scan") {
+            return Outcome::crashed(OP, e);
+        }
         // Bounded: a load test must not turn every GET into a full table scan.
         match db.scan().table_name(call.table).limit(100).send().await {
             Ok(out) => {
@@ -199,6 +215,12 @@ impl UserService {
 
     async fn delete(&self, call: &Call<'_>, id: &str) -> Outcome {
         const OP: &str = "DeleteUser";
+        if let UserService::DynamoDb(_) = self
+            && !call.skip_write
+            && let Err(e) = authorize(call, "DeleteItem")
+        {
+            return Outcome::crashed(OP, e).with_id(id);
+        }
         if let UserService::DynamoDb(db) = self
             && !call.skip_write
             && let Err(e) = db
@@ -223,6 +245,19 @@ impl UserService {
             crashed: false,
         }
     }
+}
+
+/// The role's verdict on `dynamodb:{operation}` on the call's table, as the
+/// error the function's code sees (and logs) when denied.
+fn authorize(call: &Call<'_>, operation: &str) -> Result<(), String> {
+    call.role
+        .authorize(&format!("dynamodb:{operation}"), call.table_arn)
+        .map_err(|message| {
+            format!(
+                "{operation} {}: AccessDeniedException: {message}",
+                call.table
+            )
+        })
 }
 
 fn parse_user(body: &[u8]) -> Result<Map<String, Value>, String> {

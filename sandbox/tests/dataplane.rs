@@ -83,10 +83,12 @@ async fn each_stage_writes_its_own_table_and_logs_its_own_group() {
             "{correlation} not logged in {group}"
         );
         let messages = aws.log_messages(group).await;
+        // Text format: the runtime's `time\trequestId\tlevel\t` prefix, then
+        // the function's JSON message.
         let app: Value = messages
             .iter()
             .filter(|m| m.contains(&correlation))
-            .find_map(|m| serde_json::from_str(m).ok())
+            .find_map(|m| serde_json::from_str(m.splitn(4, '\t').nth(3)?).ok())
             .expect("JSON application line");
         assert_eq!(app["correlation_id"], api_request_id.as_str());
         assert_eq!(app["x_correlation_id"], correlation.as_str());
