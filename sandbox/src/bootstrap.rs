@@ -141,10 +141,15 @@ pub async fn bootstrap(
     if faults.shared_table
         && let Some(test) = deployment.stages.iter().find(|s| s.stage == "test")
     {
+        // The leak needs both halves of the mistake: the prefix dropped, and a
+        // role wide enough to reach prod's table (a `*User` resource), since
+        // the role is enforced as on AWS (alone, the prefix would be 502s).
         set_function_environment(clients, &test.function(), "").await?;
+        write_role_policy(clients, deployment, test, &account, &["*User".to_string()]).await?;
         report.faults.push(format!(
-            "shared-table ({} Environment=\"\")",
-            test.function()
+            "shared-table ({} Environment=\"\", {} allows table/*User)",
+            test.function(),
+            test.role()
         ));
     }
     if faults.shared_function {
