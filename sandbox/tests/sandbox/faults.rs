@@ -1,13 +1,15 @@
 //! Each fault does what it claims, checked on the other side (moto's tables and
 //! log groups) or on the clock.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::sandbox::{Aws, Moto, Sandbox, http, marker, send};
+use crate::support::sandbox::{Aws, Moto, Sandbox, http, marker, send};
 
-async fn post(sandbox: &Sandbox, stage: &str, correlation: &str) -> support::sandbox::Answer {
+async fn post(
+    sandbox: &Sandbox,
+    stage: &str,
+    correlation: &str,
+) -> crate::support::sandbox::Answer {
     send(
         &http(),
         "POST",
@@ -202,8 +204,8 @@ async fn throttle_answers_429_beyond_the_rate() {
 }
 
 async fn futures_join(
-    handles: Vec<tokio::task::JoinHandle<support::sandbox::Answer>>,
-) -> Vec<support::sandbox::Answer> {
+    handles: Vec<tokio::task::JoinHandle<crate::support::sandbox::Answer>>,
+) -> Vec<crate::support::sandbox::Answer> {
     let mut out = Vec::new();
     for h in handles {
         out.push(h.await.expect("request task"));

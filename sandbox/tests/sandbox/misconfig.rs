@@ -3,11 +3,9 @@
 //! audit would) and does at run time what the same mistake does on AWS. A
 //! sandbox started again without the fault puts everything back.
 
-mod support;
+use crate::support::sandbox::{Aws, Moto, Sandbox, http, marker, send};
 
-use support::sandbox::{Aws, Moto, Sandbox, http, marker, send};
-
-async fn post(sandbox: &Sandbox, stage: &str) -> support::sandbox::Answer {
+async fn post(sandbox: &Sandbox, stage: &str) -> crate::support::sandbox::Answer {
     send(
         &http(),
         "POST",

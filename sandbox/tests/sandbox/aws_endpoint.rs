@@ -2,10 +2,8 @@
 //! the operations moto gets wrong as AWS does: LoggingConfig kept, CreateStage
 //! checks its deployment and takes canarySettings, exports per type.
 
-mod support;
-
+use crate::support::sandbox::{Aws, Moto, Sandbox};
 use aws_sdk_lambda::types::{LogFormat, LoggingConfig};
-use support::sandbox::{Aws, Moto, Sandbox};
 
 #[tokio::test]
 async fn other_services_pass_through_unchanged() {

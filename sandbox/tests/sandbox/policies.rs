@@ -5,20 +5,17 @@
 //! resource (500 and API Gateway's configuration-error line otherwise). Every
 //! change is made through the SDK, as a user's pipeline would make it.
 
-mod control;
-mod support;
-
 use std::time::Duration;
 
-use control::{account, api_id, eventually, reload, set_log_level};
+use crate::control::{account, api_id, eventually, reload, set_log_level};
+use crate::support::sandbox::{Aws, Moto, Sandbox, http, marker, send};
 use serde_json::json;
-use support::sandbox::{Aws, Moto, Sandbox, http, marker, send};
 
 const TEST_ROLE: &str = "test-user-service-role";
 const TEST_FUNCTION: &str = "test-user-service";
 const TEST_GROUP: &str = "/aws/lambda/test-user-service";
 
-async fn post_user(sandbox: &Sandbox, stage: &str) -> support::sandbox::Answer {
+async fn post_user(sandbox: &Sandbox, stage: &str) -> crate::support::sandbox::Answer {
     send(
         &http(),
         "POST",

@@ -1,17 +1,15 @@
 //! Stage auth: SigV4 for execute-api verified for real against the sandbox's
 //! credentials, and API keys; other stages stay open.
 
-mod support;
-
 use std::time::SystemTime;
 
+use crate::support::sandbox::{
+    ACCESS_KEY_ID, Launch, Moto, REGION, SECRET_ACCESS_KEY, Sandbox, http, send,
+};
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use serde_json::json;
-use support::sandbox::{
-    ACCESS_KEY_ID, Launch, Moto, REGION, SECRET_ACCESS_KEY, Sandbox, http, send,
-};
 
 /// The headers a SigV4 client adds for this request.
 fn signed_headers(
@@ -54,7 +52,7 @@ async fn send_signed(
     url: &str,
     body: &str,
     headers: &[(String, String)],
-) -> support::sandbox::Answer {
+) -> crate::support::sandbox::Answer {
     let h: Vec<(&str, &str)> = headers
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))

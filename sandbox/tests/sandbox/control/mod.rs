@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_apigateway::types::{Op, PatchOperation};
 
-use super::support::sandbox::{Aws, Sandbox, http};
+use crate::support::sandbox::{Aws, Sandbox, http};
 
 /// Makes the sandbox read the control plane again now, instead of within its TTL.
 pub async fn reload(sandbox: &Sandbox) {

@@ -4,10 +4,8 @@
 //! with its variable overrides; the two copies promote it; remove ends it; the
 //! operations AWS rejects are rejected.
 
-mod support;
-
+use crate::support::sandbox::{Aws, Moto, Sandbox, http, send};
 use aws_sdk_apigateway::types::{CanarySettings, Op, PatchOperation};
-use support::sandbox::{Aws, Moto, Sandbox, http, send};
 
 fn op(op: Op, path: &str, value: Option<&str>, from: Option<&str>) -> PatchOperation {
     PatchOperation::builder()

@@ -4,17 +4,14 @@
 //! request id links them to the function's REPORT line and to the access log;
 //! ERROR writes only failures, OFF nothing.
 
-mod control;
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use control::{
+use crate::control::{
     account, api_id, by_request, eventually, reload, replace_on_stage, report_of, set_log_level,
 };
+use crate::support::sandbox::{Aws, Moto, Sandbox, http, marker, send};
 use serde_json::{Value, json};
-use support::sandbox::{Aws, Moto, Sandbox, http, marker, send};
 
 const ACCESS_GROUP: &str = "users-access";
 const ACCESS_FORMAT: &str = r#"{"requestId":"$context.requestId","extendedRequestId":"$context.extendedRequestId","stage":"$context.stage","status":"$context.status","responseLatency":"$context.responseLatency","integrationLatency":"$context.integrationLatency","lambdaRequestId":"$context.integration.requestId","integrationStatus":"$context.integration.status","integrationLatency2":"$context.integration.latency","canary":"$context.isCanaryRequest","method":"$context.httpMethod","resourcePath":"$context.resourcePath","path":"$context.path","protocol":"$context.protocol","requestTime":"$context.requestTime","epoch":"$context.requestTimeEpoch","ip":"$context.identity.sourceIp","ua":"$context.identity.userAgent","caller":"$context.identity.caller"}"#;

@@ -5,12 +5,10 @@
 //! pages; a deployment in use cannot be deleted; GetExport shows what a stage
 //! serves.
 
-mod support;
-
 use std::collections::HashSet;
 
+use crate::support::sandbox::{Aws, Moto, Sandbox, http, send};
 use aws_sdk_apigateway::types::{IntegrationType, Op, PatchOperation};
-use support::sandbox::{Aws, Moto, Sandbox, http, send};
 
 pub fn replace(path: &str, value: &str) -> PatchOperation {
     PatchOperation::builder()

@@ -1,12 +1,10 @@
 //! The data plane against moto: each stage reaches its own table and log group,
 //! answers carry API Gateway's headers and error bodies, logs look like Lambda's.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::sandbox::{Aws, Moto, Sandbox, http, marker, send};
 use serde_json::{Value, json};
-use support::sandbox::{Aws, Moto, Sandbox, http, marker, send};
 
 const TABLES: [(&str, &str, &str); 2] = [
     ("prod", "User", "/aws/lambda/user-service"),

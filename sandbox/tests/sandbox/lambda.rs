@@ -3,14 +3,11 @@
 //! stream; a trickle reuses one), and the function's log lines follow its log
 //! format and what its code logs (`--function-log`), read back from moto.
 
-mod control;
-mod support;
-
 use std::time::{Duration, Instant};
 
-use control::{eventually, report_of, streams};
+use crate::control::{eventually, report_of, streams};
+use crate::support::sandbox::{Aws, Moto, Sandbox, http, marker, send};
 use serde_json::Value;
-use support::sandbox::{Aws, Moto, Sandbox, http, marker, send};
 
 const PROD_GROUP: &str = "/aws/lambda/user-service";
 const TEST_GROUP: &str = "/aws/lambda/test-user-service";
@@ -235,7 +232,7 @@ async fn json_format_writes_platform_records() {
             .await
             .expect("UpdateFunctionConfiguration");
     }
-    control::reload(&sandbox).await;
+    crate::control::reload(&sandbox).await;
     for (stage, group) in [("prod", PROD_GROUP), ("test", TEST_GROUP)] {
         let corr = marker("json");
         let a = send(

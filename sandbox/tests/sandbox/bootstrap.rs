@@ -1,11 +1,9 @@
 //! Bootstrap writes the deployment into moto once, repairs faults left behind,
 //! and refuses bad arguments with the documented exit codes.
 
-mod support;
-
 use std::collections::BTreeSet;
 
-use support::sandbox::{Aws, Moto, Sandbox};
+use crate::support::sandbox::{Aws, Moto, Sandbox};
 
 async fn deployment_count(aws: &Aws, api_id: &str) -> usize {
     aws.apigateway
@@ -272,7 +270,7 @@ async fn a_clean_start_restores_what_faults_changed() {
 }
 
 fn run_sandbox(args: &[&str]) -> (i32, String) {
-    let out = support::sandbox_command()
+    let out = crate::support::sandbox_command()
         .args(args)
         .env("AWS_ACCESS_KEY_ID", "x")
         .env("AWS_SECRET_ACCESS_KEY", "y")

@@ -3,10 +3,8 @@
 //! `AWS_ENDPOINT_URL_<SERVICE>` for that one. Here DynamoDB is a second moto
 //! process, as DynamoDB Local would be; everything else stays on the first.
 
-mod support;
-
+use crate::support::sandbox::{Aws, Moto, Sandbox, http, marker, send};
 use serde_json::json;
-use support::sandbox::{Aws, Moto, Sandbox, http, marker, send};
 
 async fn table_names(aws: &Aws) -> Vec<String> {
     aws.dynamodb
@@ -26,7 +24,7 @@ async fn dynamodb_on_its_own_endpoint_gets_the_items() {
     let tables = Aws::new(&dynamodb).await;
     let sandbox = Sandbox::launch(
         &moto,
-        support::sandbox::Launch {
+        crate::support::sandbox::Launch {
             env: &[("AWS_ENDPOINT_URL_DYNAMODB", &dynamodb.endpoint)],
             ..Default::default()
         },
