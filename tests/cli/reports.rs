@@ -1,15 +1,13 @@
 //! Reports, re-rendering, compare and merge, through the real binary against
 //! a local counting server. The HTML report is opened in headless Chromium.
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::*;
 use axum::http::Method;
-use support::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -1,13 +1,11 @@
 //! The traffic engine against a local counting server: what stagecheck
 //! reports must equal what the server saw.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::support::*;
 use axum::http::Method;
-use support::*;
 
 fn crud_scenario(base: &str, load: &str) -> String {
     format!(

@@ -2,11 +2,9 @@
 //! counting server: a run passes only when it did what it claims, the JSON's
 //! `passed` agrees with the exit code, and every "no" comes with a sentence.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
 

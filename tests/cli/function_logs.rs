@@ -3,13 +3,11 @@
 //! must pass against a stage whose function logs that way, its invocations proven
 //! from those lines; matching only the client's header must fail there.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use support::sandbox::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY, Sandbox};
-use support::*;
+use crate::support::sandbox::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY, Sandbox};
+use crate::support::*;
 
 /// Runs a shipped scenario on stage `test`, cut short by flags only: the file is
 /// used as shipped. A ramp cannot be shortened by `--duration`, so the load is

@@ -3,13 +3,11 @@
 //! guard and --max-rate (nothing sent), secrets in no output, and 429s
 //! counted apart — each checked on the server's side too.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use support::sandbox::{ACCESS_KEY_ID, Aws, Moto, REGION, SECRET_ACCESS_KEY, Sandbox};
-use support::*;
+use crate::support::sandbox::{ACCESS_KEY_ID, Aws, Moto, REGION, SECRET_ACCESS_KEY, Sandbox};
+use crate::support::*;
 
 struct Ran {
     code: i32,
@@ -202,7 +200,7 @@ fn api_key_stage_uses_the_key_from_the_environment() {
     let key = "k-sandbox-api-key-0123456789";
     let sandbox = Sandbox::launch(
         &moto,
-        support::sandbox::Launch {
+        crate::support::sandbox::Launch {
             faults: &[],
             args: &["--auth", "prod=api-key:SANDBOX_KEY"],
             env: &[("SANDBOX_KEY", key)],

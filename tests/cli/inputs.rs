@@ -2,11 +2,9 @@
 //! flags say is what goes out, or the run is refused with a sentence saying
 //! why. Through the real binary; the counting server says what arrived.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -1,12 +1,10 @@
 //! `scripts/layers` keeps the modules pointing one way: it passes on the tree as
 //! it is and fails, naming the modules, on a tree with a cycle.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn layers(args: &[&str]) -> (i32, String, String) {
     let output = run_bounded(

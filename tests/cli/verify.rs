@@ -1,12 +1,10 @@
 //! Backend verification and stage isolation against moto + the sandbox: the
 //! numbers stagecheck reports must equal what the backends hold.
 
-mod support;
-
 use std::time::Duration;
 
-use support::sandbox::{ACCESS_KEY_ID, Aws, Moto, REGION, SECRET_ACCESS_KEY, Sandbox};
-use support::*;
+use crate::support::sandbox::{ACCESS_KEY_ID, Aws, Moto, REGION, SECRET_ACCESS_KEY, Sandbox};
+use crate::support::*;
 
 /// A user-crud run against the sandbox's stage test, verified on moto.
 fn run_crud(

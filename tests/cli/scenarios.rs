@@ -5,11 +5,9 @@
 //! count, so a caret line pins the column). The binary runs in the project's
 //! root on `tests/bad/NAME.toml`, so paths in the error are that.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn every_shipped_scenario_validates() {

@@ -3,12 +3,10 @@
 //! short form checks beside it, and a filter that selects nothing fails its
 //! check on every response.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use axum::http::Method;
-use support::*;
 
 #[test]
 fn filters_capture_and_check_and_short_forms_still_work() {

@@ -5,14 +5,12 @@
 //! would go; a key the table cannot take, found after the load, is a failed
 //! verification (exit 1), not bad usage.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::sandbox::{ACCESS_KEY_ID, Aws, Moto, REGION, SECRET_ACCESS_KEY};
-use support::*;
+use crate::support::sandbox::{ACCESS_KEY_ID, Aws, Moto, REGION, SECRET_ACCESS_KEY};
+use crate::support::*;
 
 /// Longest an AWS error may be: two sentences, not a dump.
 const MAX_ERROR_CHARS: usize = 450;
@@ -254,7 +252,7 @@ impl Drop for Killed {
 /// a user allowed only CloudWatch Logs, made with those three calls.
 fn moto_with_iam_reader() -> (Killed, String, String, String) {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(support::sandbox::moto_server())
+    let mut child = Command::new(crate::support::sandbox::moto_server())
         .args(["-H", "127.0.0.1", "-p", "0"])
         .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
         .stdin(std::process::Stdio::null())

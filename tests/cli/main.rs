@@ -1,0 +1,17 @@
+//! The binary's integration tests, one module per area, in one test binary:
+//! one compile of the shared helpers and one link instead of one per file.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod auth;
+mod engine;
+mod errors;
+mod function_logs;
+mod inputs;
+mod jsonpath;
+mod layers;
+mod reports;
+mod scenarios;
+mod verdicts;
+mod verify;
