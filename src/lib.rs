@@ -15,6 +15,7 @@ pub mod commands;
 pub mod engine;
 pub mod error;
 pub mod metrics;
+pub mod policy;
 pub mod report;
 pub mod scenario;
 pub mod summary;
