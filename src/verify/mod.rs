@@ -3,6 +3,7 @@
 //! function (its log group), and none of it reached another stage.
 
 pub mod dynamodb;
+pub mod lines;
 pub mod logs;
 pub mod records;
 

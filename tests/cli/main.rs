@@ -11,6 +11,7 @@ mod function_logs;
 mod inputs;
 mod jsonpath;
 mod layers;
+mod lines;
 mod reports;
 mod scenarios;
 mod verdicts;
