@@ -809,12 +809,13 @@ impl Trace {
                 method: parts.method.as_str().to_string(),
                 path: parts.uri.path().to_string(),
                 user_agent: header("user-agent"),
-                // The first X-Forwarded-For hop, as API Gateway reports a client
-                // behind a proxy; a direct client is on loopback here.
-                source_ip: header("x-forwarded-for")
-                    .and_then(|f| f.split(',').next().map(|s| s.trim().to_string()))
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| "127.0.0.1".to_string()),
+                // "The source IP address of the immediate TCP connection making
+                // the request" (AWS's $context reference), not X-Forwarded-For.
+                source_ip: parts
+                    .extensions
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map(|c| c.0.ip().to_string())
+                    .unwrap_or_else(|| "-".to_string()),
                 domain: header("host"),
             })
         });

@@ -320,9 +320,13 @@ async fn serve(options: Options) -> Result<(), SandboxError> {
         let _ = out.flush();
     }
 
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    // The peer address is the access log's $context.identity.sourceIp.
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
     refresher.abort();
     aws_server.abort();
     if let Some(shipper) = shipper {

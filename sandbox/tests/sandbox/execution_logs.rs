@@ -76,6 +76,8 @@ async fn info_logs_each_request_with_its_function_source_arn_and_lambda_id() {
         &[
             ("X-Correlation-Id", &marker("exec")),
             ("User-Agent", "exec-test/1.0"),
+            // A client-set header is not the source address API Gateway logs.
+            ("X-Forwarded-For", "203.0.113.9"),
         ],
     )
     .await;
@@ -262,6 +264,7 @@ async fn info_logs_each_request_with_its_function_source_arn_and_lambda_id() {
         .find(|l| l["requestId"] == ids[0].as_str())
         .unwrap();
     assert_eq!(post["ua"], "exec-test/1.0");
+    assert_eq!(post["ip"], "127.0.0.1", "the TCP peer, not X-Forwarded-For");
 }
 
 #[tokio::test]
