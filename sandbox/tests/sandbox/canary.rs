@@ -166,6 +166,20 @@ async fn a_canary_takes_its_share_and_is_promoted_then_removed() {
         );
     }
 
+    // The canary's deployment is in use: it cannot be deleted.
+    let err = ag
+        .delete_deployment()
+        .rest_api_id(&api)
+        .deployment_id(&canary_id)
+        .send()
+        .await
+        .expect_err("the canary's deployment is in use");
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_bad_request_exception()),
+        "{err:?}"
+    );
+
     // Promote: the stage takes the canary's deployment and variables.
     let promoted = ag
         .update_stage()
