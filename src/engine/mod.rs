@@ -4,6 +4,7 @@
 //! once-a-second deltas into totals and the timeline.
 
 pub mod client;
+pub mod http1;
 pub mod iteration;
 mod panics;
 pub mod schedule;
