@@ -33,6 +33,8 @@ struct Reply {
     pieces: Vec<Vec<u8>>,
     gap: Duration,
     close: bool,
+    /// Close without a TLS close_notify, as a crashed server would.
+    abrupt: bool,
 }
 
 impl Reply {
@@ -41,11 +43,18 @@ impl Reply {
             pieces: vec![text.to_vec()],
             gap: Duration::ZERO,
             close: false,
+            abrupt: false,
         }
     }
 
     fn closing(mut self) -> Reply {
         self.close = true;
+        self
+    }
+
+    fn cut_off(mut self) -> Reply {
+        self.close = true;
+        self.abrupt = true;
         self
     }
 }
@@ -65,6 +74,34 @@ type Script = Arc<dyn Fn(usize, &[u8]) -> Reply + Send + Sync>;
 
 impl RawServer {
     async fn start(script: impl Fn(usize, &[u8]) -> Reply + Send + Sync + 'static) -> RawServer {
+        RawServer::start_with(None, script).await
+    }
+
+    /// The same server behind TLS with this certificate and key (PEM).
+    async fn tls(
+        cert: &str,
+        key: &str,
+        script: impl Fn(usize, &[u8]) -> Reply + Send + Sync + 'static,
+    ) -> RawServer {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        RawServer::start_with(Some(acceptor), script).await
+    }
+
+    async fn start_with(
+        acceptor: Option<tokio_rustls::TlsAcceptor>,
+        script: impl Fn(usize, &[u8]) -> Reply + Send + Sync + 'static,
+    ) -> RawServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = RawServer {
@@ -83,7 +120,9 @@ impl RawServer {
         );
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
+                let _ = tcp.set_nodelay(true);
                 connections.fetch_add(1, Ordering::SeqCst);
+                let acceptor = acceptor.clone();
                 let (script, requests, closed, received) = (
                     script.clone(),
                     requests.clone(),
@@ -91,7 +130,14 @@ impl RawServer {
                     received.clone(),
                 );
                 tokio::spawn(async move {
-                    serve_raw(tcp, script, requests, received).await;
+                    match acceptor {
+                        None => serve_raw(tcp, script, requests, received).await,
+                        Some(acceptor) => {
+                            if let Ok(tls) = acceptor.accept(tcp).await {
+                                serve_raw(tls, script, requests, received).await;
+                            }
+                        }
+                    }
                     closed.fetch_add(1, Ordering::SeqCst);
                 });
             }
@@ -104,13 +150,12 @@ impl RawServer {
     }
 }
 
-async fn serve_raw(
-    mut tcp: TcpStream,
+async fn serve_raw<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut tcp: S,
     script: Script,
     requests: Arc<AtomicUsize>,
     received: Arc<Mutex<Vec<Vec<u8>>>>,
 ) {
-    let _ = tcp.set_nodelay(true);
     let mut buf = Vec::new();
     // Bounded: no test sends more than a few thousand requests on one connection.
     for n in 0..100_000 {
@@ -129,13 +174,21 @@ async fn serve_raw(
             }
         }
         if reply.close {
+            // A TLS close_notify (a FIN for TCP): a close-delimited body over
+            // TLS ends only with one.
+            if !reply.abrupt {
+                let _ = tcp.shutdown().await;
+            }
             return;
         }
     }
 }
 
 /// One request off the connection: its head and Content-Length body.
-async fn read_request(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+async fn read_request<S: tokio::io::AsyncRead + Unpin>(
+    tcp: &mut S,
+    buf: &mut Vec<u8>,
+) -> Option<Vec<u8>> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
@@ -214,9 +267,15 @@ async fn ours(addr: SocketAddr, request: &Request<Full<Bytes>>) -> Result<Seen, 
 
 /// The same request through hyper's client connection.
 async fn hypers(addr: SocketAddr, request: &Request<Full<Bytes>>) -> Result<Seen, hyper::Error> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
+    hypers_on(TcpStream::connect(addr).await.unwrap(), request).await
+}
+
+async fn hypers_on<S>(stream: S, request: &Request<Full<Bytes>>) -> Result<Seen, hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let response = sender.send_request(request.clone()).await?;
     let (parts, body) = response.into_parts();
@@ -293,8 +352,8 @@ fn raw_framings_read_as_hyper_reads_them() {
                 "/304" => Reply::bytes(b"HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\nContent-Length: 42\r\n\r\n"),
                 "/head" => Reply::bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n"),
                 "/continue" => Reply::bytes(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"),
-                "/big-length" => Reply { pieces: big_length.chunks(10_000).map(<[u8]>::to_vec).collect(), gap: Duration::ZERO, close: false },
-                "/big-chunked" => Reply { pieces: big_chunked.chunks(7_777).map(<[u8]>::to_vec).collect(), gap: Duration::ZERO, close: false },
+                "/big-length" => Reply { pieces: big_length.chunks(10_000).map(<[u8]>::to_vec).collect(), gap: Duration::ZERO, close: false, abrupt: false },
+                "/big-chunked" => Reply { pieces: big_chunked.chunks(7_777).map(<[u8]>::to_vec).collect(), gap: Duration::ZERO, close: false, abrupt: false },
                 _ => Reply::bytes(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
             }
         })
@@ -355,6 +414,7 @@ fn an_answer_in_one_byte_writes_reads_whole() {
                 // A pause per byte, so each arrives in its own read.
                 gap: Duration::from_millis(1),
                 close: false,
+                abrupt: false,
             })
             .await;
             let whole = RawServer::start(move |_, _| Reply::bytes(text)).await;
@@ -528,6 +588,7 @@ fn a_silent_or_half_answer_is_a_timeout_at_the_deadline() {
                 pieces: vec![b"HTTP/1.1 200 OK\r\nContent-Le".to_vec(), Vec::new()],
                 gap: Duration::from_secs(30),
                 close: false,
+                abrupt: false,
             },
             _ => Reply::bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
         })
@@ -765,4 +826,137 @@ fn the_engine_counts_equal_the_server_across_reconnects() {
         summary["checks"]["passed"].as_u64(),
         Some(3 * 400 - without)
     );
+}
+
+#[test]
+fn over_tls_one_connection_carries_many_requests() {
+    let (cert, key) = support::self_signed();
+    let server = support::TestServer::https(&cert, &key);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    bounded(async {
+        let mut target = target(server.addr);
+        target.scheme = Scheme::Https;
+        let tls = TlsOptions {
+            ca_cert: Some(ca),
+            insecure: false,
+        };
+        let connector = Connector::new(&target, &tls, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut connection = Connection::new(1);
+        let created = request(
+            "POST",
+            "/t/user",
+            &[("content-type", "application/json")],
+            Bytes::from_static(b"{\"Id\":\"a1\",\"Name\":\"n\"}"),
+        );
+        let answer = connection
+            .send(&connector, created, soon(5000))
+            .await
+            .unwrap();
+        let stored: serde_json::Value = serde_json::from_slice(answer.body).unwrap();
+        assert_eq!(stored["Id"], "a1");
+        for _ in 0..200 {
+            let answer = connection
+                .send(&connector, get("/t/user/a1"), soon(5000))
+                .await
+                .unwrap();
+            assert_eq!(answer.status, StatusCode::OK);
+            let read: serde_json::Value = serde_json::from_slice(answer.body).unwrap();
+            assert_eq!(read, stored);
+        }
+    });
+    assert_eq!(server.seen().len(), 201);
+}
+
+#[test]
+fn over_tls_the_framings_and_reconnects_hold() {
+    let (cert, key) = support::self_signed();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    bounded(async {
+        // Per connection: a chunked answer, a close-delimited one every tenth.
+        let server = RawServer::tls(&cert, &key, |n, _| match n {
+            9 => Reply::bytes(b"HTTP/1.1 200 OK\r\n\r\nclosed").closing(),
+            n if n % 2 == 0 => Reply::bytes(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;e\r\ntext\r\n0\r\nT: 1\r\n\r\n",
+            ),
+            _ => Reply::bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ntext"),
+        })
+        .await;
+        let mut target = target(server.addr);
+        target.scheme = Scheme::Https;
+        let tls = TlsOptions {
+            ca_cert: Some(ca),
+            insecure: false,
+        };
+        let connector = Connector::new(&target, &tls, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut connection = Connection::new(1);
+        for i in 1..=100 {
+            let answer = connection
+                .send(&connector, get("/"), soon(5000))
+                .await
+                .unwrap();
+            let expected: &[u8] = if i % 10 == 0 { b"closed" } else { b"text" };
+            assert_eq!(answer.body, expected, "request {i}");
+        }
+        assert_eq!(server.requests.load(Ordering::SeqCst), 100);
+        // Kept alive between the closes: TLS session tickets and the like
+        // are not mistaken for the server closing.
+        assert_eq!(server.connections.load(Ordering::SeqCst), 10);
+    });
+}
+
+#[test]
+fn over_tls_both_clients_agree_on_answers_and_on_a_cut_off_one() {
+    let (cert, key) = support::self_signed();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    bounded(async {
+        let server = RawServer::tls(&cert, &key, |_, request| {
+            let line = String::from_utf8_lossy(request);
+            match line.split(' ').nth(1).unwrap_or("/") {
+                "/chunked" => Reply::bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n"),
+                "/close" => Reply::bytes(b"HTTP/1.1 200 OK\r\n\r\nto the close_notify").closing(),
+                "/cut" => Reply::bytes(b"HTTP/1.1 200 OK\r\n\r\ncut off").cut_off(),
+                _ => Reply::bytes(b"HTTP/1.1 204 No Content\r\n\r\n"),
+            }
+        })
+        .await;
+        let mut target = target(server.addr);
+        target.scheme = Scheme::Https;
+        let tls = TlsOptions {
+            ca_cert: Some(ca),
+            insecure: false,
+        };
+        let connector = Connector::new(&target, &tls, Duration::from_secs(5))
+            .await
+            .unwrap();
+        for path in ["/chunked", "/close", "/cut", "/"] {
+            let request = get(path);
+            let mut stream = connector.connect(1).await.unwrap();
+            let mut buffers = Buffers::new();
+            let mine = http1::exchange(&mut stream, &mut buffers, &request)
+                .await
+                .map(|_| seen_ours(&buffers));
+            let theirs = hypers_on(connector.connect(1).await.unwrap(), &request).await;
+            match (mine, theirs) {
+                (Ok(mine), Ok(theirs)) => assert_eq!(mine, theirs, "{path}"),
+                // Without close_notify a close-delimited body may be truncated:
+                // both refuse it.
+                (Err(_), Err(_)) => assert_eq!(path, "/cut"),
+                (mine, theirs) => panic!(
+                    "{path}: ours {:?}, hyper's {:?}",
+                    mine.map(|s| s.status),
+                    theirs.map(|s| s.status)
+                ),
+            }
+        }
+    });
 }
