@@ -1,13 +1,16 @@
 //! Benchmarks of what the engine does per request: scheduling an iteration,
-//! rendering a templated request, recording a sample, checking a JSON answer,
-//! and merging histograms once a second.
+//! rendering a templated request, reading an answer off the connection,
+//! recording a sample, checking a JSON answer, and merging histograms once a
+//! second.
 
+use std::future::Future;
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::HeaderValue;
+use stagecheck::engine::http1::{Buffers, read_response};
 use stagecheck::engine::iteration::{PreparedRequest, build_request};
 use stagecheck::engine::schedule::ArrivalSchedule;
 use stagecheck::metrics::{Metrics, StepMetrics, new_histogram};
@@ -123,6 +126,31 @@ fn benches(c: &mut Criterion) {
             )
         })
     });
+
+    // In-memory reads never wait, so one poll finishes the read: what is
+    // measured is the parsing and framing, not a runtime.
+    let nginx: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 02 Dec 2026 01:00:00 GMT\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: keep-alive\r\n\r\n{\"ok\":true}";
+    let chunked: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n{\"ok\":\r\n5\r\ntrue}\r\n0\r\n\r\n";
+    let mut buffers = Buffers::new();
+    for (name, answer) in [
+        ("read an nginx answer into the kept buffer", nginx),
+        ("read a chunked answer into the kept buffer", chunked),
+    ] {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let mut io = black_box(answer);
+                let keep_alive = {
+                    let read = std::pin::pin!(read_response(&mut io, &mut buffers, false));
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    match read.poll(&mut cx) {
+                        std::task::Poll::Ready(outcome) => outcome.expect("a valid answer"),
+                        std::task::Poll::Pending => panic!("an in-memory read waited"),
+                    }
+                };
+                black_box((keep_alive, buffers.answer().body.len()))
+            })
+        });
+    }
 
     let mut one_second = Metrics::new(2, 3);
     let mut hist = new_histogram();

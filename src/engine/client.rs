@@ -1,24 +1,28 @@
-//! One keep-alive HTTP/1.1 connection per VU, through hyper's connection API
-//! (measured faster than a pooled client: no pool lock, no per-request
-//! connection lookup). Plain TCP or TLS, resolved and configured once per run.
+//! One keep-alive HTTP/1.1 connection per VU, driven by the VU's own task
+//! through `http1` (no pool, no connection task, no body channel). Plain TCP
+//! or TLS, resolved and configured once per run.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use http::Request;
+use http_body_util::Full;
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
+use super::http1::{self, Buffers};
 use crate::metrics::TransportError;
 use crate::scenario::{Scheme, Target, TlsOptions};
+
+pub use super::http1::Answer;
 
 pub type Body = Full<Bytes>;
 
@@ -39,8 +43,6 @@ pub enum ConnectError {
     Tcp { addr: SocketAddr, message: String },
     #[error("TLS handshake with {addr} failed: {message}")]
     Tls { addr: SocketAddr, message: String },
-    #[error("HTTP handshake with {addr} failed: {message}")]
-    Http { addr: SocketAddr, message: String },
     #[error("connecting to {addr} timed out after {timeout:?}")]
     Timeout { addr: SocketAddr, timeout: Duration },
 }
@@ -86,7 +88,7 @@ impl Connector {
     }
 
     /// Opens a connection; VUs spread over the target's addresses.
-    pub async fn connect(&self, vu: u64) -> Result<SendRequest<Body>, ConnectError> {
+    pub async fn connect(&self, vu: u64) -> Result<Stream, ConnectError> {
         let addr = self.addrs[(vu as usize) % self.addrs.len()];
         let timeout = self.connect_timeout;
         tokio::time::timeout(timeout, self.connect_to(addr))
@@ -94,7 +96,7 @@ impl Connector {
             .map_err(|_| ConnectError::Timeout { addr, timeout })?
     }
 
-    async fn connect_to(&self, addr: SocketAddr) -> Result<SendRequest<Body>, ConnectError> {
+    async fn connect_to(&self, addr: SocketAddr) -> Result<Stream, ConnectError> {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| ConnectError::Tcp {
@@ -103,21 +105,8 @@ impl Connector {
             })?;
         // Requests are small and latency is the product: never wait for Nagle.
         let _ = tcp.set_nodelay(true);
-        let http_err = |e: hyper::Error| ConnectError::Http {
-            addr,
-            message: e.to_string(),
-        };
         match &self.tls {
-            None => {
-                let (sender, conn) = http1_builder()
-                    .handshake(TokioIo::new(tcp))
-                    .await
-                    .map_err(http_err)?;
-                tokio::task::spawn_local(async move {
-                    let _ = conn.await;
-                });
-                Ok(sender)
-            }
+            None => Ok(Stream::Plain(tcp)),
             Some((connector, name)) => {
                 let stream =
                     connector
@@ -127,25 +116,56 @@ impl Connector {
                             addr,
                             message: e.to_string(),
                         })?;
-                let (sender, conn) = http1_builder()
-                    .handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(http_err)?;
-                tokio::task::spawn_local(async move {
-                    let _ = conn.await;
-                });
-                Ok(sender)
+                Ok(Stream::Tls(Box::new(stream)))
             }
         }
     }
 }
 
-fn http1_builder() -> http1::Builder {
-    let mut builder = http1::Builder::new();
-    // One flat buffer and one write(2) per request: requests are small, and
-    // hyper's queue of buffers for writev(2) measured about 3 % slower.
-    builder.writev(false);
-    builder
+/// A connection to the target, plain or TLS.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 fn tls_config(options: &TlsOptions) -> Result<rustls::ClientConfig, ConnectError> {
@@ -330,17 +350,11 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
     }
 }
 
-/// A complete answer.
-pub struct Answer {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
 /// A VU's connection, opened on first use and reopened after the server
-/// closes it or a request fails.
+/// closes it or a request fails. The buffers outlive the connections.
 pub struct Connection {
-    sender: Option<SendRequest<Body>>,
+    open: Option<Stream>,
+    buffers: Buffers,
     vu: u64,
     /// One timer per VU, moved only when it fires (about once per timeout):
     /// a fresh timer per request is a lock and two timer-wheel updates every
@@ -351,7 +365,8 @@ pub struct Connection {
 impl Connection {
     pub fn new(vu: u64) -> Connection {
         Connection {
-            sender: None,
+            open: None,
+            buffers: Buffers::new(),
             vu,
             watchdog: Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
                 far_future(),
@@ -360,13 +375,13 @@ impl Connection {
     }
 
     /// Sends and reads the whole answer by `deadline`, connecting first when
-    /// needed.
+    /// needed. The answer borrows the connection's buffer until the next request.
     pub async fn send(
         &mut self,
         connector: &Connector,
         request: Request<Body>,
         deadline: Instant,
-    ) -> Result<Answer, TransportError> {
+    ) -> Result<Answer<'_>, TransportError> {
         let deadline = tokio::time::Instant::from_std(deadline);
         // The watchdog may be set for an earlier request's deadline; when it
         // fires early it is moved to this one. Only a later one must be moved now.
@@ -375,7 +390,13 @@ impl Connection {
         }
         let outcome = {
             let mut watchdog = self.watchdog.as_mut();
-            let exchange = exchange(&mut self.sender, self.vu, connector, request);
+            let exchange = exchange(
+                &mut self.open,
+                &mut self.buffers,
+                self.vu,
+                connector,
+                &request,
+            );
             tokio::pin!(exchange);
             loop {
                 tokio::select! {
@@ -391,14 +412,14 @@ impl Connection {
             }
         };
         match outcome {
-            Some(Ok(answer)) => Ok(answer),
+            Some(Ok(())) => Ok(self.buffers.answer()),
             Some(Err(e)) => {
-                self.sender = None;
+                self.open = None;
                 Err(e)
             }
             None => {
                 // The connection is mid-exchange; it cannot be reused.
-                self.sender = None;
+                self.open = None;
                 Err(TransportError::Timeout)
             }
         }
@@ -413,59 +434,38 @@ fn far_future() -> Instant {
 }
 
 async fn exchange(
-    sender: &mut Option<SendRequest<Body>>,
+    open: &mut Option<Stream>,
+    buffers: &mut Buffers,
     vu: u64,
     connector: &Connector,
-    request: Request<Body>,
-) -> Result<Answer, TransportError> {
-    let mut request = request;
-    // One retry, only when the request provably never left: the server
-    // closed an idle keep-alive connection under us.
-    for attempt in 0..2 {
-        let ready = ready(sender, vu, connector).await?;
-        match ready.try_send_request(request).await {
-            Ok(response) => {
-                let (parts, body) = response.into_parts();
-                let body = body
-                    .collect()
-                    .await
-                    .map_err(|_| TransportError::Io)?
-                    .to_bytes();
-                return Ok(Answer {
-                    status: parts.status,
-                    headers: parts.headers,
-                    body,
-                });
-            }
-            Err(mut e) => {
-                *sender = None;
-                match e.take_message() {
-                    Some(unsent) if attempt == 0 => request = unsent,
-                    _ => return Err(TransportError::Io),
-                }
-            }
-        }
-    }
-    Err(TransportError::Io)
-}
-
-async fn ready<'a>(
-    sender: &'a mut Option<SendRequest<Body>>,
-    vu: u64,
-    connector: &Connector,
-) -> Result<&'a mut SendRequest<Body>, TransportError> {
-    if let Some(open) = sender
-        && open.ready().await.is_err()
+    request: &Request<Body>,
+) -> Result<(), TransportError> {
+    // A request only goes out on a connection still open: one the server
+    // closed while idle is replaced before anything is sent, as hyper retried
+    // a request that provably never left.
+    if let Some(stream) = open.as_mut()
+        && http1::closed_while_idle(stream)
     {
-        *sender = None;
+        *open = None;
     }
-    if sender.is_none() {
-        *sender = Some(
+    if open.is_none() {
+        *open = Some(
             connector
                 .connect(vu)
                 .await
                 .map_err(|_| TransportError::Connect)?,
         );
     }
-    sender.as_mut().ok_or(TransportError::Connect)
+    let stream = open.as_mut().ok_or(TransportError::Connect)?;
+    match http1::exchange(stream, buffers, request).await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            *open = None;
+            Ok(())
+        }
+        Err(_) => {
+            *open = None;
+            Err(TransportError::Io)
+        }
+    }
 }

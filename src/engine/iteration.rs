@@ -150,7 +150,7 @@ async fn steps(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) -> bool {
         };
         all_accepted &= !failed;
         let json = if step.needs_json {
-            serde_json::from_slice::<serde_json::Value>(&answer.body).ok()
+            serde_json::from_slice::<serde_json::Value>(answer.body).ok()
         } else {
             None
         };
@@ -162,11 +162,9 @@ async fn steps(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) -> bool {
                     .as_ref()
                     .and_then(|j| path.lookup(j))
                     .map(|v| text_of(v).into_owned()),
-                CaptureSource::Header(name) => answer
-                    .headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string),
+                CaptureSource::Header(name) => {
+                    answer.headers.get_str(name.as_str()).map(str::to_string)
+                }
             };
             captured_all &= value.is_some();
             if let Some(slot) = vu.captures.get_mut(capture.slot) {
@@ -223,13 +221,8 @@ fn reached_function(status: u16) -> bool {
     (200..500).contains(&status) && status != 403 && status != 429
 }
 
-fn request_id(answer: &Answer) -> RequestId {
-    RequestId::parse(
-        answer
-            .headers
-            .get("x-amzn-requestid")
-            .and_then(|v| v.to_str().ok()),
-    )
+fn request_id(answer: &Answer<'_>) -> RequestId {
+    RequestId::parse(answer.headers.get_str("x-amzn-requestid"))
 }
 
 /// Which verification records the run keeps.
@@ -374,7 +367,7 @@ pub fn build_request(
 /// `Ok` when the check passes; otherwise why not, for the report's example.
 fn evaluate(
     kind: &CheckKind,
-    answer: &Answer,
+    answer: &Answer<'_>,
     json: Option<&serde_json::Value>,
     latency_us: u64,
     vars: &Vars<'_>,
@@ -392,8 +385,8 @@ fn evaluate(
         CheckKind::Header { name, predicate } => {
             let found = answer
                 .headers
-                .get(name)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                .get(name.as_str())
+                .map(|v| String::from_utf8_lossy(v).into_owned());
             let found = found.map(serde_json::Value::String);
             predicate_holds(predicate, found.as_ref(), vars)
                 .map_err(|why| format!("header {name}: {why}"))
@@ -410,7 +403,7 @@ fn evaluate(
                 .map_err(|why| format!("json {}: {why}", path.text))
         }
         CheckKind::BodyContains(text) => {
-            let hay = String::from_utf8_lossy(&answer.body);
+            let hay = String::from_utf8_lossy(answer.body);
             if hay.contains(text.as_str()) {
                 Ok(())
             } else {

@@ -4,6 +4,7 @@
 //! once-a-second deltas into totals and the timeline.
 
 pub mod client;
+pub mod http1;
 pub mod iteration;
 mod panics;
 pub mod schedule;
@@ -86,17 +87,13 @@ pub async fn preflight(plan: &Plan) -> Result<Connector, Error> {
     )
     .await
     .map_err(|e| Error::Unreachable(format!("{} ({e})", plan.target.base_url)))?;
-    let probe = tokio::task::LocalSet::new();
-    probe
-        .run_until(async { connector.connect(0).await.map(drop) })
-        .await
-        .map_err(|e| match e {
-            client::ConnectError::Tls { .. } => Error::Unreachable(format!(
-                "{}: {e} (for a self-signed certificate pass --ca-cert FILE, or --insecure)",
-                plan.target.base_url
-            )),
-            _ => Error::Unreachable(format!("{}: {e}", plan.target.base_url)),
-        })?;
+    connector.connect(0).await.map(drop).map_err(|e| match e {
+        client::ConnectError::Tls { .. } => Error::Unreachable(format!(
+            "{}: {e} (for a self-signed certificate pass --ca-cert FILE, or --insecure)",
+            plan.target.base_url
+        )),
+        _ => Error::Unreachable(format!("{}: {e}", plan.target.base_url)),
+    })?;
     Ok(connector)
 }
 
