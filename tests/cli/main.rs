@@ -8,6 +8,7 @@ mod auth;
 mod engine;
 mod errors;
 mod function_logs;
+mod http1;
 mod inputs;
 mod jsonpath;
 mod layers;

@@ -3,8 +3,6 @@
 //! server. For every answer both hyper's client and ours read, they must see
 //! the same status, headers and body.
 
-mod support;
-
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -775,8 +773,8 @@ fn a_malformed_answer_is_a_counted_io_error_in_the_summary() {
         "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[load]\nvus = 2\niterations = 20\n[[steps]]\nname = \"get\"\nmethod = \"GET\"\npath = \"/\"\n",
         server.url()
     );
-    let (output, summary) = support::run_scenario(&body, &["-q"], LIMIT);
-    let stderr = support::text(&output.stderr);
+    let (output, summary) = crate::support::run_scenario(&body, &["-q"], LIMIT);
+    let stderr = crate::support::text(&output.stderr);
     assert!(matches!(output.status.code(), Some(0 | 1)), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let step = &summary["steps"][0];
@@ -814,9 +812,14 @@ fn the_engine_counts_equal_the_server_across_reconnects() {
         "[target]\nbase_url = \"{}\"\nstage = \"t\"\n[load]\nvus = 4\niterations = 400\n[[steps]]\nname = \"get\"\nmethod = \"GET\"\npath = \"/\"\nchecks = [{{ status = [200] }}, {{ body_contains = \"ok\" }}, {{ header = \"x-amzn-requestid\", exists = true }}]\n",
         server.url()
     );
-    let (output, summary) = support::run_scenario(&body, &["-q"], LIMIT);
+    let (output, summary) = crate::support::run_scenario(&body, &["-q"], LIMIT);
     let step = &summary["steps"][0];
-    assert_eq!(step["requests"], 400, "{}", support::text(&output.stderr));
+    assert_eq!(
+        step["requests"],
+        400,
+        "{}",
+        crate::support::text(&output.stderr)
+    );
     assert_eq!(step["status"]["200"], 400);
     assert_eq!(server.requests.load(Ordering::SeqCst), 400);
     let without = without_header.load(Ordering::SeqCst) as u64;
@@ -830,8 +833,8 @@ fn the_engine_counts_equal_the_server_across_reconnects() {
 
 #[test]
 fn over_tls_one_connection_carries_many_requests() {
-    let (cert, key) = support::self_signed();
-    let server = support::TestServer::https(&cert, &key);
+    let (cert, key) = crate::support::self_signed();
+    let server = crate::support::TestServer::https(&cert, &key);
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &cert).unwrap();
@@ -873,7 +876,7 @@ fn over_tls_one_connection_carries_many_requests() {
 
 #[test]
 fn over_tls_the_framings_and_reconnects_hold() {
-    let (cert, key) = support::self_signed();
+    let (cert, key) = crate::support::self_signed();
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &cert).unwrap();
@@ -914,7 +917,7 @@ fn over_tls_the_framings_and_reconnects_hold() {
 
 #[test]
 fn over_tls_both_clients_agree_on_answers_and_on_a_cut_off_one() {
-    let (cert, key) = support::self_signed();
+    let (cert, key) = crate::support::self_signed();
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &cert).unwrap();
