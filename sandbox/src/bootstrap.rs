@@ -18,7 +18,7 @@ use super::SandboxError;
 use super::aws::{Clients, aws_error};
 use super::deployments::{Overlay, read_draft};
 use super::faults::{ConfigFault, Faults};
-use super::routing::{ENV_VARIABLE, FUNCTION_ENV_VAR, log_group_for, table_for};
+use super::routing::{ENV_VARIABLE, FUNCTION_ENV_VAR, find_api, log_group_for, table_for};
 
 /// The seed deployment: one API, one stage per environment prefix.
 #[derive(Debug, Clone)]
@@ -128,11 +128,13 @@ pub async fn bootstrap(
     for seed in &deployment.stages {
         put_role_policy(clients, deployment, seed, &account).await?;
     }
+    let mut shas = Vec::new();
     for (seed, role_arn) in deployment.stages.iter().zip(&role_arns) {
-        ensure_function(clients, seed, seed.env, role_arn, &mut report).await?;
+        let sha = ensure_function(clients, seed, seed.env, role_arn, &mut report).await?;
+        shas.push((seed.function(), sha));
         ensure_log_group(clients, &log_group_for(&seed.function()), &mut report).await?;
     }
-    restore_code(clients, deployment, &mut report).await?;
+    restore_code(clients, shas, &mut report).await?;
     let api_id = ensure_api(clients, overlay, deployment, &account, &mut report).await?;
     for seed in &deployment.stages {
         ensure_permission(clients, deployment, seed, &account, &api_id, &mut report).await?;
@@ -285,24 +287,13 @@ async fn write_config_faults(
 }
 
 /// Every function runs the same code; one that differs (a code-drift fault
-/// left behind) is put back.
+/// left behind) is put back. `shas`: each function's CodeSha256, as
+/// `ensure_function` read it.
 async fn restore_code(
     clients: &Clients,
-    deployment: &Deployment,
+    shas: Vec<(String, String)>,
     report: &mut BootstrapReport,
 ) -> Result<(), SandboxError> {
-    let mut shas = Vec::new();
-    for seed in &deployment.stages {
-        let name = seed.function();
-        let config = clients
-            .lambda
-            .get_function_configuration()
-            .function_name(&name)
-            .send()
-            .await
-            .map_err(|e| aws_error(format!("reading function {name}"), e))?;
-        shas.push((name, config.code_sha256().unwrap_or_default().to_string()));
-    }
     if shas.windows(2).all(|w| w[0].1 == w[1].1) {
         return Ok(());
     }
@@ -608,7 +599,7 @@ async fn ensure_function(
     environment: &str,
     role_arn: &str,
     report: &mut BootstrapReport,
-) -> Result<(), SandboxError> {
+) -> Result<String, SandboxError> {
     let name = seed.function();
     match clients
         .lambda
@@ -641,7 +632,7 @@ async fn ensure_function(
                     "function {name} ({FUNCTION_ENV_VAR}={environment:?})"
                 ));
             }
-            Ok(())
+            Ok(config.code_sha256().unwrap_or_default().to_string())
         }
         Err(err)
             if err
@@ -650,7 +641,7 @@ async fn ensure_function(
         {
             let code =
                 super::zip::stored_zip("index.py", FUNCTION_CODE).map_err(SandboxError::Runtime)?;
-            clients
+            let created = clients
                 .lambda
                 .create_function()
                 .function_name(&name)
@@ -669,7 +660,7 @@ async fn ensure_function(
                 .await
                 .map_err(|e| aws_error(format!("creating function {name}"), e))?;
             report.created.push(format!("function {name}"));
-            Ok(())
+            Ok(created.code_sha256().unwrap_or_default().to_string())
         }
         Err(err) => Err(aws_error(format!("reading function {name}"), err)),
     }
@@ -733,7 +724,7 @@ async fn ensure_api(
 ) -> Result<String, SandboxError> {
     let ag = &clients.apigateway;
     let name = &deployment.api_name;
-    let api_id = match find_api(clients, name).await? {
+    let api_id = match find_api(&clients.apigateway, name).await? {
         Some(id) => id,
         None => {
             let out = ag
@@ -828,29 +819,6 @@ async fn ensure_api(
 
     ensure_stages(clients, overlay, deployment, &api_id, api_changed, report).await?;
     Ok(api_id)
-}
-
-async fn find_api(clients: &Clients, name: &str) -> Result<Option<String>, SandboxError> {
-    let mut position: Option<String> = None;
-    loop {
-        let out = clients
-            .apigateway
-            .get_rest_apis()
-            .limit(500)
-            .set_position(position.clone())
-            .send()
-            .await
-            .map_err(|e| aws_error("listing REST APIs", e))?;
-        if let Some(api) = out.items().iter().find(|a| a.name() == Some(name)) {
-            return Ok(api.id().map(str::to_string));
-        }
-        match out.position() {
-            Some(p) if !p.is_empty() && Some(p) != position.as_deref() => {
-                position = Some(p.to_string())
-            }
-            _ => return Ok(None),
-        }
-    }
 }
 
 async fn ensure_stages(

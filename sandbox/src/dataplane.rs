@@ -283,7 +283,8 @@ async fn serve(
         );
     }
 
-    let id = raw_id.map(percent_decode);
+    // Path parameters reach the function decoded, as in the proxy event.
+    let id = raw_id.map(super::percent_decode);
     let now = SystemTime::now();
     let exec = &mut trace.exec;
     exec.info(now, || apigw_logs::extended_request_id(&ids.extended_id));
@@ -661,7 +662,7 @@ fn app_message(
                 .and_then(|v| v.to_str().ok())
                 .map(|v| v.chars().take(MAX_CORRELATION_ID_CHARS).collect::<String>());
             let mut line = json!({
-                "timestamp": rfc3339(started),
+                "timestamp": super::rfc3339(started),
                 "level": level,
                 "requestId": lambda_request_id,
                 "function_name": target.function,
@@ -690,7 +691,7 @@ fn app_message(
             "level": level,
             "location": "handler:42",
             "message": outcome.message,
-            "timestamp": rfc3339(started),
+            "timestamp": super::rfc3339(started),
             "service": "user-service",
             "cold_start": cold,
             "function_name": target.function,
@@ -921,12 +922,6 @@ impl Trace {
     }
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 /// `/{stage}/rest…` → (stage, `/rest…`).
 fn split_stage(path: &str) -> Option<(&str, &str)> {
     let path = path.strip_prefix('/')?;
@@ -943,26 +938,6 @@ fn match_resource(rest: &str) -> Option<(Resource, Option<&str>)> {
     }
     let id = rest.strip_prefix("/user/")?;
     (!id.is_empty() && !id.contains('/')).then_some((Resource::User, Some(id)))
-}
-
-/// Path parameters reach the function decoded, as in the proxy event.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -990,8 +965,10 @@ mod tests {
 
     #[test]
     fn decodes_path_parameters() {
-        assert_eq!(percent_decode("a%20b"), "a b");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(crate::percent_decode("a%20b"), "a b");
+        assert_eq!(crate::percent_decode("100%"), "100%");
+        assert_eq!(crate::percent_decode("%zz"), "%zz");
+        assert_eq!(crate::percent_decode("a+b"), "a+b");
+        assert_eq!(crate::form_decode("a+b%2Bc"), "a b+c");
     }
 }

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -659,12 +658,6 @@ fn path_parameters(path: &str) -> Vec<String> {
         .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
         .map(|s| s.trim_end_matches('+').to_string())
         .collect()
-}
-
-pub fn iso8601(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

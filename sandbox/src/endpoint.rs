@@ -83,6 +83,8 @@ struct Call {
     method: Method,
     /// Decoded path segments.
     segments: Vec<String>,
+    /// The raw path, without the query: for calls re-read with a GET.
+    path: String,
     path_and_query: String,
     query: Vec<(String, String)>,
     headers: HeaderMap,
@@ -175,8 +177,9 @@ async fn handle(State(ep): State<Arc<AwsEndpoint>>, req: Request) -> Response {
         segments: path
             .split('/')
             .filter(|s| !s.is_empty())
-            .map(percent_decode)
+            .map(super::percent_decode)
             .collect(),
+        path: path.to_string(),
         path_and_query: parts
             .uri
             .path_and_query()
@@ -190,7 +193,7 @@ async fn handle(State(ep): State<Arc<AwsEndpoint>>, req: Request) -> Response {
                     .filter(|kv| !kv.is_empty())
                     .map(|kv| {
                         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                        (percent_decode(k), percent_decode(v))
+                        (super::form_decode(k), super::form_decode(v))
                     })
                     .collect()
             })
@@ -342,6 +345,11 @@ impl AwsEndpoint {
             Ok(up) => up,
             Err(r) => return r,
         };
+        self.stage_answer(api, up)
+    }
+
+    /// moto's answer for one stage, with its canary added when it is one.
+    fn stage_answer(&self, api: &str, up: Upstream) -> Response {
         match up.json().filter(|_| up.ok()) {
             Some(mut stage) => {
                 self.decorate_stage(api, &mut stage);
@@ -571,13 +579,7 @@ impl AwsEndpoint {
                 }
             },
         };
-        let path = call
-            .path_and_query
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let up = match self.send(call, &Method::GET, &path, None).await {
+        let up = match self.send(call, &Method::GET, &call.path, None).await {
             Ok(up) => up,
             Err(r) => return r,
         };
@@ -723,13 +725,7 @@ impl AwsEndpoint {
         if canary.is_some() {
             self.overlay.set_canary(api, &stage, canary);
         }
-        match up.json() {
-            Some(mut s) => {
-                self.decorate_stage(api, &mut s);
-                up.with_json(&s)
-            }
-            None => up.into_response(),
-        }
+        self.stage_answer(api, up)
     }
 
     async fn update_stage(&self, call: &Call, api: &str, stage: &str) -> Response {
@@ -781,13 +777,7 @@ impl AwsEndpoint {
             Err(ApplyError::BadRequest(m)) => return apigw_error(400, "BadRequestException", &m),
         };
         let up = if moto_ops.is_empty() {
-            let path = call
-                .path_and_query
-                .split('?')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            self.send(call, &Method::GET, &path, None).await
+            self.send(call, &Method::GET, &call.path, None).await
         } else {
             let body = json!({ "patchOperations": moto_ops }).to_string();
             self.forward(call, Some(Bytes::from(body))).await
@@ -800,13 +790,7 @@ impl AwsEndpoint {
             return up.into_response();
         }
         self.overlay.set_canary(api, stage, view.canary);
-        match up.json() {
-            Some(mut s) => {
-                self.decorate_stage(api, &mut s);
-                up.with_json(&s)
-            }
-            None => up.into_response(),
-        }
+        self.stage_answer(api, up)
     }
 
     async fn export(&self, call: &Call, api: &str, stage: &str, kind: &str) -> Response {
@@ -863,7 +847,7 @@ impl AwsEndpoint {
             Ok(d) => d
                 .created_date()
                 .and_then(|t| std::time::SystemTime::try_from(*t).ok())
-                .map(deployments::iso8601)
+                .map(super::rfc3339)
                 .unwrap_or_default(),
             Err(_) => String::new(),
         };
@@ -1000,25 +984,6 @@ fn signing_service(headers: &HeaderMap) -> Option<String> {
     let credential = auth.split("Credential=").nth(1)?;
     let scope = credential.split([',', ' ']).next()?;
     scope.split('/').nth(3).map(str::to_string)
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// API Gateway's error shape: the type in `x-amzn-ErrorType`, a `message`.

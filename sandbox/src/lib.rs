@@ -128,6 +128,41 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 250ms, 30s or 2m"))
 }
 
+/// A time as RFC 3339 (`2026-12-02T00:00:00Z`), as AWS writes dates in JSON.
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// `%XX` escapes decoded (a `%` not followed by two hex digits stays), as
+/// URL paths carry them: path parameters, the AWS endpoint's path segments.
+pub(crate) fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Form encoding (query strings, IAM's URL-encoded policy documents): `+` is
+/// a space, then `%XX` escapes (so `%2B` is still a `+`).
+pub(crate) fn form_decode(s: &str) -> String {
+    percent_decode(&s.replace('+', " "))
+}
+
 /// The validated arguments: everything the running sandbox needs, checked once.
 #[derive(Debug)]
 pub struct Options {

@@ -250,7 +250,7 @@ pub fn parse(name: &str, arn: Option<&str>, document: &str) -> Result<Policy, St
     let text = if document.trim_start().starts_with('{') {
         document.to_string()
     } else {
-        percent_decode(document)
+        super::form_decode(document)
     };
     let doc: Value =
         serde_json::from_str(&text).map_err(|e| format!("policy {name} is not JSON ({e})"))?;
@@ -350,25 +350,6 @@ fn strings(v: &Value) -> Vec<String> {
             .collect(),
         _ => Vec::new(),
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The text DynamoDB answers a denied call with, as an assumed role sees it.

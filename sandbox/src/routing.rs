@@ -513,7 +513,8 @@ struct Functions {
     account: Option<String>,
 }
 
-async fn find_api(
+/// The id of the REST API called `name`, following every page.
+pub async fn find_api(
     ag: &aws_sdk_apigateway::Client,
     name: &str,
 ) -> Result<Option<String>, SandboxError> {

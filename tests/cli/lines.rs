@@ -4,24 +4,13 @@
 //! (text and JSON formats alike). The sandbox is the ground truth here: the
 //! reader shares none of its code.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_apigateway::types::{Op, PatchOperation};
 use aws_sdk_lambda::types::{LogFormat, LoggingConfig};
 use stagecheck::verify::lines::{Execution, parse_execution, parse_report};
 
-use crate::support::sandbox::{Aws, Moto, Sandbox, http, send};
-
-async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within 15 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use crate::support::sandbox::{Aws, Moto, Sandbox, eventually, http, send};
 
 #[tokio::test]
 async fn the_execution_log_chain_leads_to_the_functions_report() {
@@ -75,7 +64,7 @@ async fn the_execution_log_chain_leads_to_the_functions_report() {
         .to_string();
 
     let group = format!("API-Gateway-Execution-Logs_{api}/test");
-    let chain = eventually("the execution log", async || {
+    let chain = eventually(Duration::from_secs(15), async || {
         let events: Vec<Execution> = aws
             .log_messages(&group)
             .await
@@ -121,7 +110,7 @@ async fn the_execution_log_chain_leads_to_the_functions_report() {
         .expect("Lambda's request id");
     assert_ne!(lambda_id, request_id);
 
-    let report = eventually("the function's REPORT", async || {
+    let report = eventually(Duration::from_secs(15), async || {
         aws.log_messages("/aws/lambda/test-user-service")
             .await
             .iter()

@@ -4,6 +4,7 @@
 //! with its variable overrides; the two copies promote it; remove ends it; the
 //! operations AWS rejects are rejected.
 
+use crate::control::{api_id, reload};
 use crate::support::sandbox::{Aws, Moto, Sandbox, http, send};
 use aws_sdk_apigateway::types::{CanarySettings, Op, PatchOperation};
 
@@ -14,26 +15,6 @@ fn op(op: Op, path: &str, value: Option<&str>, from: Option<&str>) -> PatchOpera
         .set_value(value.map(str::to_string))
         .set_from(from.map(str::to_string))
         .build()
-}
-
-async fn api_id(aws: &Aws) -> String {
-    let apis = aws
-        .apigateway
-        .get_rest_apis()
-        .send()
-        .await
-        .expect("GetRestApis");
-    apis.items()
-        .iter()
-        .find(|a| a.name() == Some("users"))
-        .and_then(|a| a.id())
-        .expect("the users API")
-        .to_string()
-}
-
-async fn reload(sandbox: &Sandbox) {
-    let a = send(&http(), "POST", &sandbox.url("/_sandbox/reload"), None, &[]).await;
-    assert_eq!(a.status, 200, "reload: {:?}", a.body);
 }
 
 #[tokio::test]

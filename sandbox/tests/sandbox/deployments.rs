@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 
+use crate::control::{api_id, reload};
 use crate::support::sandbox::{Aws, Moto, Sandbox, http, send};
 use aws_sdk_apigateway::types::{IntegrationType, Op, PatchOperation};
 
@@ -16,21 +17,6 @@ pub fn replace(path: &str, value: &str) -> PatchOperation {
         .path(path)
         .value(value)
         .build()
-}
-
-async fn api_id(aws: &Aws) -> String {
-    let apis = aws
-        .apigateway
-        .get_rest_apis()
-        .send()
-        .await
-        .expect("GetRestApis");
-    apis.items()
-        .iter()
-        .find(|a| a.name() == Some("users"))
-        .and_then(|a| a.id())
-        .expect("the users API")
-        .to_string()
 }
 
 async fn stage_deployment(aws: &Aws, api: &str, stage: &str) -> String {
@@ -44,11 +30,6 @@ async fn stage_deployment(aws: &Aws, api: &str, stage: &str) -> String {
         .deployment_id()
         .expect("deploymentId")
         .to_string()
-}
-
-async fn reload(sandbox: &Sandbox) {
-    let a = send(&http(), "POST", &sandbox.url("/_sandbox/reload"), None, &[]).await;
-    assert_eq!(a.status, 200, "reload: {:?}", a.body);
 }
 
 /// GET of a user that does not exist: 404 from a working chain, 500 from a

@@ -3,6 +3,7 @@
 //! audit would) and does at run time what the same mistake does on AWS. A
 //! sandbox started again without the fault puts everything back.
 
+use crate::control::api_id;
 use crate::support::sandbox::{Aws, Moto, Sandbox, http, marker, send};
 
 async fn post(sandbox: &Sandbox, stage: &str) -> crate::support::sandbox::Answer {
@@ -26,21 +27,6 @@ async fn get(sandbox: &Sandbox, stage: &str) -> u16 {
     )
     .await
     .status
-}
-
-async fn api_id(aws: &Aws) -> String {
-    let apis = aws
-        .apigateway
-        .get_rest_apis()
-        .send()
-        .await
-        .expect("GetRestApis");
-    apis.items()
-        .iter()
-        .find(|a| a.name() == Some("users"))
-        .and_then(|a| a.id())
-        .expect("the users API")
-        .to_string()
 }
 
 async fn policy(aws: &Aws, function: &str) -> Option<serde_json::Value> {

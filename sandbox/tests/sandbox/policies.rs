@@ -26,6 +26,32 @@ async fn post_user(sandbox: &Sandbox, stage: &str) -> crate::support::sandbox::A
     .await
 }
 
+/// A POST to stage test that API Gateway refuses for a configuration error:
+/// 500 with its body, and `reason` on the request's execution-log line.
+/// Returns the request id and the stage's execution-log messages.
+async fn refused_for(
+    sandbox: &Sandbox,
+    aws: &Aws,
+    api: &str,
+    reason: &str,
+) -> (String, Vec<String>) {
+    let refused = post_user(sandbox, "test").await;
+    assert_eq!(refused.status, 500);
+    assert_eq!(refused.body, json!({"message": "Internal server error"}));
+    let request_id = refused
+        .header("x-amzn-RequestId")
+        .expect("request id")
+        .to_string();
+    let group = format!("API-Gateway-Execution-Logs_{api}/test");
+    let line = format!("({request_id}) Execution failed due to configuration error: {reason}");
+    let messages = eventually(Duration::from_secs(10), async || {
+        let m = aws.log_messages(&group).await;
+        m.contains(&line).then_some(m)
+    })
+    .await;
+    (request_id, messages)
+}
+
 fn table_arn(account: &str, table: &str) -> String {
     format!("arn:aws:dynamodb:us-east-1:{account}:table/{table}")
 }
@@ -184,20 +210,12 @@ async fn the_resource_policy_decides_which_stage_may_invoke() {
         .await
         .expect("RemovePermission");
     reload(&sandbox).await;
-    let refused = post_user(&sandbox, "test").await;
-    assert_eq!(refused.status, 500);
-    assert_eq!(refused.body, json!({"message": "Internal server error"}));
-    let request_id = refused
-        .header("x-amzn-RequestId")
-        .expect("request id")
-        .to_string();
-    let group = format!("API-Gateway-Execution-Logs_{api}/test");
-    let line = format!(
-        "({request_id}) Execution failed due to configuration error: Invalid permissions on Lambda function"
-    );
-    eventually(Duration::from_secs(10), async || {
-        aws.log_messages(&group).await.contains(&line).then_some(())
-    })
+    refused_for(
+        &sandbox,
+        &aws,
+        &api,
+        "Invalid permissions on Lambda function",
+    )
     .await;
     assert_eq!(post_user(&sandbox, "prod").await.status, 201);
 
@@ -261,21 +279,12 @@ async fn an_unset_stage_variable_is_a_configuration_error() {
         .await
         .expect("UpdateStage");
     reload(&sandbox).await;
-    let refused = post_user(&sandbox, "test").await;
-    assert_eq!(refused.status, 500);
-    assert_eq!(refused.body, json!({"message": "Internal server error"}));
-    let request_id = refused
-        .header("x-amzn-RequestId")
-        .expect("request id")
-        .to_string();
-    let group = format!("API-Gateway-Execution-Logs_{api}/test");
-    let line = format!(
-        "({request_id}) Execution failed due to configuration error: Invalid stage variable value: null.  Please use values with alphanumeric characters and the symbols ' ', -', '.', '_', ':', '/', '?', '&', '=', and ','."
-    );
-    let messages = eventually(Duration::from_secs(10), async || {
-        let m = aws.log_messages(&group).await;
-        m.contains(&line).then_some(m)
-    })
+    let (request_id, messages) = refused_for(
+        &sandbox,
+        &aws,
+        &api,
+        "Invalid stage variable value: null.  Please use values with alphanumeric characters and the symbols ' ', -', '.', '_', ':', '/', '?', '&', '=', and ','.",
+    )
     .await;
     assert!(messages.contains(&format!("({request_id}) Method completed with status: 500")));
     // Not prod's function either: nothing was invoked.

@@ -369,6 +369,19 @@ impl Aws {
     }
 }
 
+/// Polls `probe` until it gives a value, up to `timeout` (log ingestion,
+/// configuration refreshes).
+pub async fn eventually<T>(timeout: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
 /// A plain HTTP client for the sandbox (no proxy, loopback only).
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()

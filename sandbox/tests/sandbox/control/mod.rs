@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use aws_sdk_apigateway::types::{Op, PatchOperation};
 
@@ -86,17 +85,7 @@ pub async fn set_log_level(aws: &Aws, api: &str, stage: &str, level: &str, data_
     .await;
 }
 
-/// Polls `probe` until it gives a value, up to `timeout`.
-pub async fn eventually<T>(timeout: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
+pub use crate::support::sandbox::eventually;
 
 /// Execution-log lines grouped by the `({request id}) ` prefix each carries,
 /// in the order they were written.
