@@ -46,6 +46,9 @@ pub struct Service<C> {
     pub action_prefix: &'static str,
     pub region: String,
     pub endpoint: String,
+    /// What the user can do instead, ending a sentence that starts with "or":
+    /// `pass --no-verify to skip verification`; empty when there is nothing.
+    pub way_out: &'static str,
 }
 
 impl<C> Deref for Service<C> {
@@ -59,6 +62,75 @@ impl<C> Deref for Service<C> {
 pub struct Clients {
     pub dynamodb: Service<aws_sdk_dynamodb::Client>,
     pub logs: Service<aws_sdk_cloudwatchlogs::Client>,
+}
+
+/// Verification's way out of an AWS problem.
+const SKIP_VERIFY: &str = "pass --no-verify to skip verification";
+
+/// The clients that read a deployment from the control plane (`audit`,
+/// `init`, the run's preflight).
+#[derive(Clone)]
+pub struct ControlPlane {
+    pub apigateway: Service<aws_sdk_apigateway::Client>,
+    pub lambda: Service<aws_sdk_lambda::Client>,
+    pub iam: Service<aws_sdk_iam::Client>,
+    pub dynamodb: Service<aws_sdk_dynamodb::Client>,
+    pub logs: Service<aws_sdk_cloudwatchlogs::Client>,
+    pub region: String,
+}
+
+impl ControlPlane {
+    /// `needed_for` names the command in messages (`for the audit`);
+    /// `way_out` what the user can do instead (empty: nothing).
+    pub async fn new(
+        options: &AwsOptions,
+        needed_for: &str,
+        way_out: &'static str,
+    ) -> Result<ControlPlane, AwsError> {
+        let config = config(options).await;
+        let or = |text: &str| {
+            if way_out.is_empty() {
+                format!("{text}.")
+            } else {
+                format!("{text}, or {way_out}.")
+            }
+        };
+        let Some(region) = config.region().map(|r| r.to_string()) else {
+            return Err(AwsError {
+                failure: AwsFailure::Other,
+                message: format!(
+                    "No AWS Region {needed_for}: {}",
+                    or("pass --region, set AWS_REGION, or set region in the profile")
+                ),
+            });
+        };
+        let otherwise = if way_out.is_empty() {
+            String::new()
+        } else {
+            format!("or {way_out}")
+        };
+        credentials(&config, options, needed_for, &otherwise).await?;
+        let service =
+            |name: &'static str, action_prefix: &'static str, env: &str, host: &str| ServiceAt {
+                name,
+                action_prefix,
+                endpoint: endpoint_of(options, &config, env, host, &region),
+                region: region.clone(),
+                way_out,
+            };
+        Ok(ControlPlane {
+            apigateway: service("API Gateway", "apigateway", "API_GATEWAY", "apigateway")
+                .with(aws_sdk_apigateway::Client::new(&config)),
+            lambda: service("Lambda", "lambda", "LAMBDA", "lambda")
+                .with(aws_sdk_lambda::Client::new(&config)),
+            iam: service("IAM", "iam", "IAM", "iam").with(aws_sdk_iam::Client::new(&config)),
+            dynamodb: service("DynamoDB", "dynamodb", "DYNAMODB", "dynamodb")
+                .with(aws_sdk_dynamodb::Client::new(&config)),
+            logs: service("CloudWatch Logs", "logs", "CLOUDWATCH_LOGS", "logs")
+                .with(aws_sdk_cloudwatchlogs::Client::new(&config)),
+            region: region.clone(),
+        })
+    }
 }
 
 pub async fn config(options: &AwsOptions) -> aws_config::SdkConfig {
@@ -113,6 +185,7 @@ impl Clients {
                 action_prefix: "dynamodb",
                 endpoint: endpoint("DYNAMODB", "dynamodb"),
                 region: region.clone(),
+                way_out: SKIP_VERIFY,
             },
             logs: Service {
                 client: aws_sdk_cloudwatchlogs::Client::new(&config),
@@ -120,8 +193,31 @@ impl Clients {
                 action_prefix: "logs",
                 endpoint: endpoint("CLOUDWATCH_LOGS", "logs"),
                 region: region.clone(),
+                way_out: SKIP_VERIFY,
             },
         })
+    }
+}
+
+/// A [`Service`] without its client yet.
+struct ServiceAt {
+    name: &'static str,
+    action_prefix: &'static str,
+    endpoint: String,
+    region: String,
+    way_out: &'static str,
+}
+
+impl ServiceAt {
+    fn with<C>(self, client: C) -> Service<C> {
+        Service {
+            client,
+            name: self.name,
+            action_prefix: self.action_prefix,
+            endpoint: self.endpoint,
+            region: self.region,
+            way_out: self.way_out,
+        }
     }
 }
 
@@ -186,7 +282,11 @@ impl<C> Service<C> {
                     })
                     .filter(|m| !m.is_empty());
                 let said = said.map_or_else(String::new, |m| format!(": {}", sentence_end(&m)));
-                let fix = fix_for(&code, &format!("{}:{operation}", self.action_prefix));
+                let fix = fix_for(
+                    &code,
+                    &format!("{}:{operation}", self.action_prefix),
+                    self.way_out,
+                );
                 (
                     AwsFailure::Service { code: code.clone() },
                     format!("{operation} on {resource} failed ({at}): {code}{said}{fix}"),
@@ -196,9 +296,9 @@ impl<C> Service<C> {
                 AwsFailure::Timeout,
                 format!(
                     "{operation} on {resource}: {} did not answer in time ({at}). Check the \
-                     endpoint (--aws-endpoint, AWS_ENDPOINT_URL) and the network, or pass \
-                     --no-verify to skip verification.",
-                    self.name
+                     endpoint (--aws-endpoint, AWS_ENDPOINT_URL) and the network{}",
+                    self.name,
+                    or_else(self.way_out)
                 ),
             ),
             SdkError::DispatchFailure(dispatch) => {
@@ -213,10 +313,10 @@ impl<C> Service<C> {
                     failure,
                     format!(
                         "{operation} on {resource}: cannot reach {} ({at}): {}. Check the \
-                         endpoint (--aws-endpoint, AWS_ENDPOINT_URL) and the network, or pass \
-                         --no-verify to skip verification.",
+                         endpoint (--aws-endpoint, AWS_ENDPOINT_URL) and the network{}",
                         self.name,
-                        innermost(error)
+                        innermost(error),
+                        or_else(self.way_out)
                     ),
                 )
             }
@@ -254,17 +354,29 @@ impl<C> Service<C> {
     }
 }
 
+/// `, or {way_out}.`, or just the full stop.
+fn or_else(way_out: &str) -> String {
+    if way_out.is_empty() {
+        ".".into()
+    } else {
+        format!(", or {way_out}.")
+    }
+}
+
 /// The fix for the codes whose fix is known, as a second sentence.
-fn fix_for(code: &str, action: &str) -> String {
+fn fix_for(code: &str, action: &str, way_out: &str) -> String {
     let fix = match code {
-        "ResourceNotFoundException" => {
+        "ResourceNotFoundException" | "NotFoundException" if way_out == SKIP_VERIFY => format!(
             "Check the name (the stage's table_prefix and the [backends] names) and the \
-             Region, or pass --no-verify to skip verification."
-                .to_string()
+             Region{}",
+            or_else(way_out)
+        ),
+        "ResourceNotFoundException" | "NotFoundException" => {
+            format!("Check the name and the Region{}", or_else(way_out))
         }
         "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation" => format!(
-            "These credentials may not call {action}: allow it in their IAM policy, or pass \
-             --no-verify to skip verification."
+            "These credentials may not call {action}: allow it in their IAM policy{}",
+            or_else(way_out)
         ),
         "UnrecognizedClientException"
         | "InvalidClientTokenId"
@@ -407,11 +519,16 @@ mod tests {
     #[test]
     fn fixes_name_the_refused_action() {
         assert!(
-            fix_for("AccessDeniedException", "dynamodb:BatchGetItem")
-                .contains("dynamodb:BatchGetItem")
+            fix_for(
+                "AccessDeniedException",
+                "dynamodb:BatchGetItem",
+                SKIP_VERIFY
+            )
+            .contains("dynamodb:BatchGetItem")
         );
-        assert!(fix_for("ResourceNotFoundException", "x").contains("--no-verify"));
-        assert_eq!(fix_for("SomethingElse", "x"), "");
+        assert!(fix_for("ResourceNotFoundException", "x", SKIP_VERIFY).contains("--no-verify"));
+        assert!(!fix_for("AccessDenied", "iam:GetRole", "").contains("--no-verify"));
+        assert_eq!(fix_for("SomethingElse", "x", SKIP_VERIFY), "");
     }
 
     #[test]

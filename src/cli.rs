@@ -16,7 +16,7 @@ use crate::units::{parse_duration, parse_start_at};
     version,
     about = "Load-test and verify AWS API Gateway stages",
     long_about = "Load-test and verify AWS API Gateway stages.\n\n\
-Exit codes: 0 pass, 1 a check, threshold or verification failed, \
+Exit codes: 0 pass, 1 a check, threshold, verification or audit finding failed, \
 2 usage or scenario error, 3 runtime error (target or AWS unreachable, credentials)."
 )]
 pub struct Cli {
@@ -39,6 +39,211 @@ pub enum Command {
     Compare(CompareArgs),
     /// Merge shards' JSON summaries exactly into one; thresholds are judged again on the result.
     Merge(MergeArgs),
+    /// Read a REST API's deployment from the control plane and check every link of each
+    /// stage's chain (variables → function → table; role; invoke permission; deployment).
+    Audit(Box<AuditArgs>),
+    /// Write a scenario from a REST API's deployment: its URL, stages, table prefixes and a
+    /// smoke step per route.
+    Init(Box<InitArgs>),
+    /// Promote the deployment a stage serves to another stage: audit both, gate on a
+    /// verified run, switch, smoke, and roll back automatically when the smoke fails.
+    Promote(Box<PromoteArgs>),
+    /// Point a stage back at an earlier deployment, confirm it and smoke it.
+    Rollback(Box<RollbackArgs>),
+    /// A stage's deployments, the one it serves, its canary, and the journaled changes.
+    History(Box<HistoryArgs>),
+}
+
+/// How long a stage switch may take to show, and how long to let it settle.
+#[derive(Debug, Clone, Args)]
+pub struct SwitchOptions {
+    /// After GetStage shows the new deployment, wait this long for the data
+    /// plane to serve it (AWS propagates in seconds).
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "5s")]
+    pub settle: std::time::Duration,
+
+    /// Give up waiting for GetStage to show the switch after this long.
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "60s")]
+    pub switch_deadline: std::time::Duration,
+
+    /// Where journals are kept (`history` and `rollback` read them).
+    #[arg(long, value_name = "DIR", default_value = ".stagecheck/journal")]
+    pub journal_dir: PathBuf,
+
+    /// This change's journal file (default: a new file in --journal-dir).
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The scenario that gates the promotion (run on --from unless --evidence)
+    /// and, at smoke size, smokes --to.
+    #[arg(required_unless_present = "resume")]
+    pub scenario: Option<PathBuf>,
+
+    /// The stage whose deployment is promoted.
+    #[arg(long, required_unless_present = "resume")]
+    pub from: Option<String>,
+
+    /// The stage that gets it.
+    #[arg(long, required_unless_present = "resume")]
+    pub to: Option<String>,
+
+    /// The scenario that smokes --to after the switch (default: SCENARIO, one iteration).
+    #[arg(long, value_name = "FILE")]
+    pub smoke: Option<PathBuf>,
+
+    /// A passed summary of --from's current deployment: the gate, instead of running SCENARIO.
+    #[arg(long, value_name = "SUMMARY")]
+    pub evidence: Option<PathBuf>,
+
+    /// Refuse (rather than warn) when --to's functions run other code than --from's.
+    #[arg(long)]
+    pub require_same_code: bool,
+
+    /// Finish or roll back the promotion this journal left.
+    #[arg(long, value_name = "JOURNAL")]
+    pub resume: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub switch: SwitchOptions,
+
+    #[command(flatten)]
+    pub overrides: Overrides,
+
+    /// Write the promotion as JSON here (`-` for stdout).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub reports: ReportFiles,
+
+    /// No progress lines and no terminal report.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The deployment to return to (default: the last one the stage served
+    /// that passed its smoke, from the journal, else the next older one).
+    #[arg(long = "to", value_name = "DEPLOYMENT_ID")]
+    pub to_deployment: Option<String>,
+
+    /// The scenario that smokes the stage after the rollback (default: the
+    /// journaled promotion's smoke).
+    #[arg(long, value_name = "FILE")]
+    pub smoke: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub switch: SwitchOptions,
+
+    /// `--stage` names the stage rolled back; `--rest-api` the API.
+    #[command(flatten)]
+    pub overrides: Overrides,
+
+    /// Write the rollback as JSON here (`-` for stdout).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub reports: ReportFiles,
+
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The stage.
+    #[arg(long)]
+    pub stage: String,
+
+    /// The REST API, by name or id.
+    #[arg(long, value_name = "NAME|ID")]
+    pub rest_api: String,
+
+    /// Where journals are kept.
+    #[arg(long, value_name = "DIR", default_value = ".stagecheck/journal")]
+    pub journal_dir: PathBuf,
+
+    /// Write the history as JSON here (`-` for stdout).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub aws: crate::aws::AwsOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The REST API, by name or id.
+    #[arg(long, value_name = "NAME|ID")]
+    pub rest_api: String,
+
+    /// Only this stage (repeat for several; default: every stage).
+    #[arg(long = "stage", value_name = "S")]
+    pub stages: Vec<String>,
+
+    /// Mark this stage `protected` (repeatable); prod, production and live always are.
+    #[arg(long, value_name = "STAGE")]
+    pub protect: Vec<String>,
+
+    /// How a function's table name follows from its environment (see `audit --help`).
+    #[arg(long, value_name = "RULE", default_value = "{Environment}User")]
+    pub table_rule: String,
+
+    /// Write the scenario here (default and `-`: stdout).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Overwrite the file if it exists.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub aws: crate::aws::AwsOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The REST API, by name or id.
+    #[arg(long, value_name = "NAME|ID")]
+    pub rest_api: String,
+
+    /// Audit only this stage (repeat for several; default: every stage).
+    /// Cross-stage findings only see the stages audited.
+    #[arg(long = "stage", value_name = "S")]
+    pub stages: Vec<String>,
+
+    /// How a function's table name follows from its environment variables:
+    /// `{NAME}` is the variable NAME, `{stage}` and `{function}` the names.
+    #[arg(long, value_name = "RULE", default_value = "{Environment}User")]
+    pub table_rule: String,
+
+    /// Write the audit as JSON here (`-` for stdout): the source of every other format.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Write an HTML report (each stage's chain as a graph) here (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Write a Markdown report here (`-` for stdout); also appended to $GITHUB_STEP_SUMMARY.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+
+    /// Write JUnit XML here: one test case per stage and check (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// No terminal report.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub aws: crate::aws::AwsOptions,
 }
 
 #[derive(Debug, Args)]

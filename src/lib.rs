@@ -8,14 +8,17 @@
 //! Lambda functions on top of moto, for demos and tests) is a crate of its own,
 //! `stagecheck-sandbox`, sharing no code with this one.
 
+pub mod audit;
 pub mod auth;
 pub mod aws;
 pub mod cli;
 pub mod commands;
+pub mod deployment;
 pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod policy;
+pub mod promotion;
 pub mod report;
 pub mod scenario;
 pub mod summary;

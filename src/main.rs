@@ -14,6 +14,11 @@ fn main() -> ExitCode {
         Command::Report(args) => commands::report::report(&args),
         Command::Compare(args) => commands::compare::compare(&args),
         Command::Merge(args) => commands::merge::merge(&args),
+        Command::Audit(args) => commands::audit::audit(&args),
+        Command::Init(args) => commands::init::init(&args),
+        Command::Promote(args) => commands::promote::promote(*args),
+        Command::Rollback(args) => commands::promote::rollback(&args),
+        Command::History(args) => commands::promote::history(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

@@ -12,10 +12,37 @@ use crate::summary::{Detail, Summary};
 use crate::{Result, engine, verify};
 
 pub fn run(args: &RunArgs) -> Result<i32> {
-    let mut plan = scenario::load(&args.file, &args.overrides)?;
+    let plan = prepare(&args.file, &args.overrides)?;
+    let json_to_stdout = args.out.as_deref() == Some(Path::new("-"));
+    // Find out now, not after minutes of load, that the summary cannot be written.
+    if let Some(out) = args.out.as_deref().filter(|_| !json_to_stdout) {
+        crate::report::check_writable(out)?;
+    }
+    args.reports.check(json_to_stdout)?;
+    let executed = execute(plan, args.start_at, args.quiet)?;
+    let summary = &executed.summary;
+    if let Some(out) = &args.out {
+        report::write_json(summary, out)?;
+    }
+    args.reports.write(summary)?;
+    // The summary is written even when verification failed to run: the
+    // traffic's numbers are still the user's.
+    if let Some(e) = executed.verify_error {
+        return Err(e);
+    }
+    if !args.quiet {
+        report::print_terminal(summary, json_to_stdout || args.reports.to_stdout());
+    }
+    Ok(report::outcome(summary))
+}
+
+/// The plan of a scenario file with the command line's overrides, its
+/// files checked and its SigV4 credentials loaded: ready to run.
+pub fn prepare(file: &Path, overrides: &scenario::Overrides) -> Result<scenario::Plan> {
+    let mut plan = scenario::load(file, overrides)?;
     // A flag naming a file that is not there is the user's to fix (exit 2),
     // not the target's fault.
-    if let Some(path) = &args.overrides.tls.ca_cert
+    if let Some(path) = &overrides.tls.ca_cert
         && let Err(e) = std::fs::metadata(path)
     {
         return Err(Error::Usage(format!(
@@ -26,14 +53,25 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     if plan.auth.kind() == crate::auth::AuthKind::Iam {
         load_credentials(&mut plan)?;
     }
+    Ok(plan)
+}
+
+/// A run's summary, redacted, and the error that kept verification from
+/// judging it, if one did.
+pub struct Executed {
+    pub summary: Summary,
+    pub verify_error: Option<Error>,
+}
+
+/// Runs a prepared plan: the deployment check and verification's preflight,
+/// the traffic, verification; errors before the traffic are errors, after it
+/// the summary is kept.
+pub fn execute(
+    plan: scenario::Plan,
+    start_at: Option<std::time::SystemTime>,
+    quiet: bool,
+) -> Result<Executed> {
     let plan = Arc::new(plan);
-    let json_to_stdout = args.out.as_deref() == Some(Path::new("-"));
-    // Find out now, not after minutes of load, that the summary cannot be written.
-    if let Some(out) = args.out.as_deref().filter(|_| !json_to_stdout) {
-        crate::report::check_writable(out)?;
-    }
-    args.reports.check(json_to_stdout)?;
-    let quiet = args.quiet;
     // Verification's AWS calls run on their own runtime, apart from the engine's.
     let aws_runtime = if plan.verify.enabled() {
         Some(
@@ -46,6 +84,17 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     } else {
         None
     };
+    // The deployment first, before any traffic: what the stage really
+    // invokes explains a wrong table better than DescribeTable can.
+    let deployment = match &aws_runtime {
+        Some(rt) => rt.block_on(super::preflight::check(&plan))?,
+        None if plan.control.rest_api.is_some() => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?
+            .block_on(super::preflight::check(&plan))?,
+        None => None,
+    };
     let verifier = match &aws_runtime {
         Some(rt) => Some(rt.block_on(verify::preflight(&plan))?),
         None => None,
@@ -54,7 +103,7 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         eprintln!("{}", plan.secrets.redact(&terminal::run_header(&plan)));
     }
     let mut live = progress::LiveProgress::new(quiet, plan.load.duration);
-    if let Some(at) = args.start_at {
+    if let Some(at) = start_at {
         match at.duration_since(std::time::SystemTime::now()) {
             Ok(_) if !quiet => eprintln!(
                 "holding the traffic until {} (--start-at)",
@@ -70,11 +119,12 @@ pub fn run(args: &RunArgs) -> Result<i32> {
             Err(_) => {}
         }
     }
-    let result = engine::run(plan.clone(), args.start_at, &mut |p| live.update(p));
+    let result = engine::run(plan.clone(), start_at, &mut |p| live.update(p));
     live.finish();
     let result = result?;
     let ended_at = std::time::SystemTime::now();
     let mut summary = Summary::build(&plan, &result.metrics, &result.facts, Detail::Full);
+    summary.deployment = deployment;
     let mut verify_error = None;
     if let (Some(rt), Some(verifier)) = (&aws_runtime, &verifier) {
         if !quiet {
@@ -107,19 +157,10 @@ pub fn run(args: &RunArgs) -> Result<i32> {
     }
     // Once, before any output is written from it.
     summary.redact(&plan.secrets)?;
-    if let Some(out) = &args.out {
-        report::write_json(&summary, out)?;
-    }
-    args.reports.write(&summary)?;
-    // The summary is written even when verification failed to run: the
-    // traffic's numbers are still the user's.
-    if let Some(e) = verify_error {
-        return Err(e);
-    }
-    if !quiet {
-        report::print_terminal(&summary, json_to_stdout || args.reports.to_stdout());
-    }
-    Ok(report::outcome(&summary))
+    Ok(Executed {
+        summary,
+        verify_error,
+    })
 }
 
 /// SigV4 credentials from the default chain, once, before any traffic.

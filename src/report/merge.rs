@@ -131,6 +131,12 @@ pub fn merge(parts: &[Summary]) -> Result<Summary, MergeError> {
         thresholds: Vec::new(),
         timeline: merge_timeline(parts)?,
         verify: merge_verify(parts)?,
+        // Shards that ran against one deployment keep its evidence; shards
+        // that did not have none to give.
+        deployment: first
+            .deployment
+            .clone()
+            .filter(|d| parts.iter().all(|p| p.deployment.as_ref() == Some(d))),
         passed: true,
         reasons: Vec::new(),
     };
@@ -658,6 +664,7 @@ mod tests {
             }],
             timeline: vec![point(t0), point(t0 + 1)],
             verify: None,
+            deployment: None,
             passed: true,
             reasons: Vec::new(),
         }

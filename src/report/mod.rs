@@ -153,10 +153,15 @@ impl ReportFiles {
         if let Some(path) = &self.markdown {
             write_output(path, &markdown::render(summary))?;
         }
-        if let Some(path) = std::env::var_os(GITHUB_STEP_SUMMARY).filter(|p| !p.is_empty()) {
-            append(Path::new(&path), &markdown::render(summary))?;
-        }
-        Ok(())
+        append_step_summary(&markdown::render(summary))
+    }
+}
+
+/// Appends `markdown` to `$GITHUB_STEP_SUMMARY` when GitHub Actions set it.
+pub fn append_step_summary(markdown: &str) -> Result<()> {
+    match std::env::var_os(GITHUB_STEP_SUMMARY).filter(|p| !p.is_empty()) {
+        Some(path) => append(Path::new(&path), markdown),
+        None => Ok(()),
     }
 }
 

@@ -45,6 +45,10 @@ pub struct BackendsSpec {
     pub table: Option<S<String>>,
     pub function: Option<S<String>>,
     pub log_group: Option<S<String>>,
+    /// These names are meant, whatever the control plane says: the run's
+    /// preflight reports a disagreement but does not refuse the run.
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +94,9 @@ pub struct TargetSpec {
     pub stage: Option<S<String>>,
     /// Per-request timeout.
     pub timeout: Option<S<String>>,
+    /// The REST API (name or id) whose deployment the run checks before its
+    /// traffic; default: the id in an execute-api host name.
+    pub rest_api: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@ pub mod secrets;
 pub mod template;
 
 pub use plan::{
-    AwsOptions, Backends, Capture, CaptureSource, Check, CheckKind, Expected, Load, LogMatch,
-    Model, Overrides, Plan, Predicate, Profile, Scheme, Shard, Stage, Step, Target, TlsOptions,
-    VerifyPlan, Writes, load, parse,
+    AwsOptions, Backends, Capture, CaptureSource, Check, CheckKind, ControlCheck, Expected, Load,
+    LogMatch, Model, Overrides, Plan, Predicate, Profile, Scheme, Shard, Stage, Step, Target,
+    TlsOptions, VerifyPlan, Writes, load, parse,
 };

@@ -54,6 +54,10 @@ pub struct Summary {
     /// Backend verification and stage isolation, when the scenario asks for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifySummary>,
+    /// The deployment the run ran against, read from the control plane
+    /// before the traffic: the evidence a promotion checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentEvidence>,
     /// Every check and threshold passed, and the run did what it claims: it
     /// finished, and completed at least one request. Agrees with the exit code.
     pub passed: bool,
@@ -61,6 +65,22 @@ pub struct Summary {
     /// missing, no request completed), one sentence each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
+}
+
+/// What the stage served when the run started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentEvidence {
+    pub rest_api_id: String,
+    pub stage: String,
+    pub deployment_id: Option<String>,
+    pub functions: Vec<FunctionEvidence>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionEvidence {
+    pub name: String,
+    pub version: Option<String>,
+    pub code_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -326,6 +346,7 @@ impl Summary {
             thresholds: Vec::new(),
             timeline: facts.timeline.clone(),
             verify: None,
+            deployment: None,
             passed: true,
             reasons: Vec::new(),
         };

@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod audit;
 mod auth;
 mod engine;
 mod errors;
@@ -13,6 +14,7 @@ mod inputs;
 mod jsonpath;
 mod layers;
 mod lines;
+mod preflight;
 mod reports;
 mod scenarios;
 mod verdicts;

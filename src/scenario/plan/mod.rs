@@ -74,6 +74,23 @@ pub struct Plan {
     pub auth: Auth,
     /// What every output masks.
     pub secrets: Secrets,
+    /// What the run checks against the control plane before its traffic.
+    pub control: ControlCheck,
+}
+
+/// The deployment check before the traffic: which API to read, how the
+/// table follows from a function's environment, and what the user allowed.
+#[derive(Debug, Clone)]
+pub struct ControlCheck {
+    /// A name or an id; `None`: nothing to read (a local target).
+    pub rest_api: Option<String>,
+    /// The `[backends]` table template as a rule over a function's
+    /// environment: `{prefix}` is its `Environment` variable.
+    pub table_rule: String,
+    /// `[backends] pinned = true`: a disagreement is reported, not refused.
+    pub pinned: bool,
+    /// `--allow-shared`.
+    pub allow_shared: bool,
 }
 
 impl Plan {
@@ -192,6 +209,15 @@ pub struct Overrides {
     /// Allow more than a smoke run (one iteration) on a stage marked `protected`.
     #[arg(long)]
     pub allow_prod: bool,
+
+    /// The REST API (name or id) whose deployment is read before the traffic
+    /// (overrides `target.rest_api`; default: the id in an execute-api host name).
+    #[arg(long, value_name = "NAME|ID")]
+    pub rest_api: Option<String>,
+
+    /// Allow a load on a stage that shares a function or a table with a protected stage.
+    #[arg(long)]
+    pub allow_shared: bool,
 
     /// Refuse to start a run that could send more requests per second than this
     /// (peak iteration rate × requests per iteration, all shards together).
@@ -547,6 +573,16 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
             });
         }
     }
+    let control = ControlCheck {
+        rest_api: ov
+            .rest_api
+            .clone()
+            .or_else(|| file.target.rest_api.as_ref().map(|r| r.get_ref().clone()))
+            .or_else(|| target::rest_api_of_host(&target.host).map(str::to_string)),
+        table_rule: naming.table_template().replace("{prefix}", "{Environment}"),
+        pinned: file.backends.pinned,
+        allow_shared: ov.allow_shared,
+    };
     Ok(Plan {
         source: cx.file.to_path_buf(),
         name: file.name.clone().unwrap_or_else(|| {
@@ -573,6 +609,7 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
         verify,
         auth,
         secrets,
+        control,
     })
 }
 
