@@ -61,7 +61,10 @@ fn journaled_command() -> Vec<String> {
             args.next();
             continue;
         }
-        if a.starts_with("--header=") || a.starts_with("--resume=") || a.starts_with("-H") && a.len() > 2 {
+        if a.starts_with("--header=")
+            || a.starts_with("--resume=")
+            || a.starts_with("-H") && a.len() > 2
+        {
             continue;
         }
         out.push(a);
@@ -70,7 +73,13 @@ fn journaled_command() -> Vec<String> {
 }
 
 /// Runs a scenario on `stage`; `smoke`: one iteration.
-fn run_on(file: &Path, overrides: &Overrides, stage: &str, smoke: bool, quiet: bool) -> Result<Summary> {
+fn run_on(
+    file: &Path,
+    overrides: &Overrides,
+    stage: &str,
+    smoke: bool,
+    quiet: bool,
+) -> Result<Summary> {
     let mut ov = overrides.clone();
     ov.stage = Some(stage.to_string());
     if smoke {
@@ -91,7 +100,12 @@ fn summary_passed(s: &Summary) -> bool {
     s.passed && !s.partial
 }
 
-fn write_reports(p: &Promotion, out: Option<&Path>, reports: &ReportFiles, quiet: bool) -> Result<()> {
+fn write_reports(
+    p: &Promotion,
+    out: Option<&Path>,
+    reports: &ReportFiles,
+    quiet: bool,
+) -> Result<()> {
     if let Some(out) = out {
         let text = serde_json::to_string_pretty(p)
             .map_err(|e| Error::Runtime(format!("cannot encode the promotion: {e}")))?;
@@ -154,18 +168,41 @@ pub fn promote(mut args: PromoteArgs) -> Result<i32> {
         let mut argv = vec!["stagecheck".to_string()];
         argv.extend(journal.command.iter().cloned());
         let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(&argv).map_err(|e| {
-            Error::Usage(format!("{}: its command cannot be read again: {e}", resume.display()))
+            Error::Usage(format!(
+                "{}: its command cannot be read again: {e}",
+                resume.display()
+            ))
         })?;
         let crate::cli::Command::Promote(saved) = cli.command else {
-            return Err(Error::Usage(format!("{} is not a promotion's journal", resume.display())));
+            return Err(Error::Usage(format!(
+                "{} is not a promotion's journal",
+                resume.display()
+            )));
         };
+        // This invocation's headers and outputs; the rest as journaled.
         let headers = std::mem::take(&mut args.overrides.headers);
+        let (out, reports, quiet) = (args.out.take(), args.reports.clone(), args.quiet);
         args = *saved;
         args.overrides.headers.extend(headers);
+        if out.is_some() {
+            args.out = out;
+        }
+        if reports.to_stdout()
+            || reports.html.is_some()
+            || reports.junit.is_some()
+            || reports.markdown.is_some()
+        {
+            args.reports = reports;
+        }
+        args.quiet |= quiet;
         args.resume = Some(resume);
     }
-    let (Some(scenario), Some(from), Some(to)) = (args.scenario.clone(), args.from.clone(), args.to.clone()) else {
-        return Err(Error::Usage("promote needs SCENARIO, --from and --to".into()));
+    let (Some(scenario), Some(from), Some(to)) =
+        (args.scenario.clone(), args.from.clone(), args.to.clone())
+    else {
+        return Err(Error::Usage(
+            "promote needs SCENARIO, --from and --to".into(),
+        ));
     };
     if from == to {
         return Err(Error::Usage(format!("--from and --to are both {from}")));
@@ -173,17 +210,21 @@ pub fn promote(mut args: PromoteArgs) -> Result<i32> {
     check_outputs(args.out.as_deref(), &args.reports)?;
     let api_wanted = rest_api_of(&args.overrides, Some(&scenario))?;
     let rt = runtime()?;
-    let aws = rt.block_on(ControlPlane::new(
-        &args.overrides.aws,
-        "to promote",
-        "",
-    ))?;
+    let aws = rt.block_on(ControlPlane::new(&args.overrides.aws, "to promote", ""))?;
     let smoke_file = args.smoke.clone().unwrap_or_else(|| scenario.clone());
     let smoke_is_default = args.smoke.is_none();
 
     if let Some(resume) = args.resume.clone() {
         let journal = Journal::load(&resume)?;
-        let p = resume_promotion(&rt, &aws, &args, journal, &resume, &smoke_file, smoke_is_default)?;
+        let p = resume_promotion(
+            &rt,
+            &aws,
+            &args,
+            journal,
+            &resume,
+            &smoke_file,
+            smoke_is_default,
+        )?;
         write_reports(&p, args.out.as_deref(), &args.reports, args.quiet)?;
         return Ok(if p.passed { exit::PASS } else { exit::FAILED });
     }
@@ -200,7 +241,12 @@ pub fn promote(mut args: PromoteArgs) -> Result<i32> {
         },
     )?;
     let rule = TableRule(plan_probe.control.table_rule.clone());
-    let d = rt.block_on(deployment::read(&aws, &api_wanted, &[from.clone(), to.clone()], &rule))?;
+    let d = rt.block_on(deployment::read(
+        &aws,
+        &api_wanted,
+        &[from.clone(), to.clone()],
+        &rule,
+    ))?;
     let audit = Audit::of(d);
     timings.audit_s = started.elapsed().as_secs_f64();
     let api_id = audit.rest_api.id.clone();
@@ -248,7 +294,13 @@ pub fn promote(mut args: PromoteArgs) -> Result<i32> {
         .iter()
         .filter(|f| f.severity == Severity::Error)
         .collect();
-    journal.step("audit", format!("{} error(s), {} warning(s)", audit.counts.error, audit.counts.warning));
+    journal.step(
+        "audit",
+        format!(
+            "{} error(s), {} warning(s)",
+            audit.counts.error, audit.counts.warning
+        ),
+    );
     if let Some(first) = errors.first() {
         p.reason = Some(format!(
             "the audit found {} error(s) on {from} and {to}, nothing was changed; the first: [{}] {}",
@@ -262,7 +314,9 @@ pub fn promote(mut args: PromoteArgs) -> Result<i32> {
         return Ok(exit::FAILED);
     }
     let Some(from_id) = from_id else {
-        return Err(Error::Usage(format!("stage {from} serves no deployment: nothing to promote")));
+        return Err(Error::Usage(format!(
+            "stage {from} serves no deployment: nothing to promote"
+        )));
     };
 
     // 2. The gate.
@@ -271,7 +325,8 @@ pub fn promote(mut args: PromoteArgs) -> Result<i32> {
         Some(file) => {
             let summary = report::load_summary(file)?;
             let name = file.display().to_string();
-            let verdict = promotion::check_evidence(&summary, &name, &api_id, &from, Some(&from_id));
+            let verdict =
+                promotion::check_evidence(&summary, &name, &api_id, &from, Some(&from_id));
             Gate {
                 kind: "evidence".into(),
                 evidence_file: Some(name),
@@ -303,7 +358,14 @@ pub fn promote(mut args: PromoteArgs) -> Result<i32> {
         }
     };
     timings.gate_s = started.elapsed().as_secs_f64();
-    journal.step("gate", if gate.passed { format!("{} passed on {from} {from_id}", gate.kind) } else { format!("refused: {}", gate.refused.clone().unwrap_or_default()) });
+    journal.step(
+        "gate",
+        if gate.passed {
+            format!("{} passed on {from} {from_id}", gate.kind)
+        } else {
+            format!("refused: {}", gate.refused.clone().unwrap_or_default())
+        },
+    );
     let gate_passed = gate.passed;
     let gate_refused = gate.refused.clone();
     p.gate = Some(gate);
@@ -329,12 +391,18 @@ pub fn promote(mut args: PromoteArgs) -> Result<i32> {
             write_reports(&p, args.out.as_deref(), &args.reports, args.quiet)?;
             return Ok(exit::FAILED);
         }
-        eprintln!("warning: {} (API Gateway's rollback does not cover function code)", f.message);
+        eprintln!(
+            "warning: {} (API Gateway's rollback does not cover function code)",
+            f.message
+        );
         journal.step("code-drift", f.message.clone());
     }
 
     if to_id.as_deref() == Some(from_id.as_str()) {
-        journal.step("switch", format!("{to} already serves {from_id}: nothing to change"));
+        journal.step(
+            "switch",
+            format!("{to} already serves {from_id}: nothing to change"),
+        );
         journal.state = State::Passed;
         p.outcome = "unchanged".into();
         p.passed = true;
@@ -350,7 +418,16 @@ pub fn promote(mut args: PromoteArgs) -> Result<i32> {
     journal.save(&journal_path)?;
     p.journal_file = Some(journal_path.display().to_string());
     p.timings = timings;
-    let p = finish(&rt, &aws, &args, journal, &journal_path, p, &smoke_file, smoke_is_default)?;
+    let p = finish(
+        &rt,
+        &aws,
+        &args,
+        journal,
+        &journal_path,
+        p,
+        &smoke_file,
+        smoke_is_default,
+    )?;
     write_reports(&p, args.out.as_deref(), &args.reports, args.quiet)?;
     Ok(if p.passed { exit::PASS } else { exit::FAILED })
 }
@@ -377,10 +454,23 @@ fn finish(
         let started = Instant::now();
         rt.block_on(switch::switch(aws, &api, &to, &target))?;
         p.timings.switch_s = started.elapsed().as_secs_f64();
-        let waited = rt.block_on(switch::wait_served(aws, &api, &to, &target, args.switch.switch_deadline, args.switch.settle))?;
+        let waited = rt.block_on(switch::wait_served(
+            aws,
+            &api,
+            &to,
+            &target,
+            args.switch.switch_deadline,
+            args.switch.settle,
+        ))?;
         p.timings.propagation_s = waited.as_secs_f64();
         journal.state = State::Switched;
-        journal.step("switch", format!("{to} → {target} (was {})", journal.previous_deployment_id.as_deref().unwrap_or("none")));
+        journal.step(
+            "switch",
+            format!(
+                "{to} → {target} (was {})",
+                journal.previous_deployment_id.as_deref().unwrap_or("none")
+            ),
+        );
         journal.save(path)?;
     }
     if journal.state == State::Switched {
@@ -389,7 +479,13 @@ fn finish(
         p.timings.smoke_s = started.elapsed().as_secs_f64();
         let (passed, why) = match &smoke {
             Ok(s) if summary_passed(s) => (true, String::new()),
-            Ok(s) => (false, s.reasons.first().cloned().unwrap_or_else(|| "its checks, thresholds or verification failed".into())),
+            Ok(s) => (
+                false,
+                s.reasons
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "its checks, thresholds or verification failed".into()),
+            ),
             Err(e) => (false, e.to_string()),
         };
         if let Ok(s) = smoke {
@@ -406,7 +502,9 @@ fn finish(
             journal.state = State::RollingBack;
             journal.step("smoke", format!("failed on {to} {target}: {why}"));
             journal.save(path)?;
-            p.reason = Some(format!("the smoke on {to} failed ({why}); {to} was rolled back"));
+            p.reason = Some(format!(
+                "the smoke on {to} failed ({why}); {to} was rolled back"
+            ));
         }
     }
     if journal.state == State::RollingBack {
@@ -418,8 +516,18 @@ fn finish(
             )));
         };
         rt.block_on(switch::switch(aws, &api, &to, &previous))?;
-        rt.block_on(switch::wait_served(aws, &api, &to, &previous, args.switch.switch_deadline, args.switch.settle))?;
-        journal.step("rollback", format!("{to} → {previous}, confirmed by GetStage"));
+        rt.block_on(switch::wait_served(
+            aws,
+            &api,
+            &to,
+            &previous,
+            args.switch.switch_deadline,
+            args.switch.settle,
+        ))?;
+        journal.step(
+            "rollback",
+            format!("{to} → {previous}, confirmed by GetStage"),
+        );
         journal.save(path)?;
         let smoke = run_on(smoke_file, &ov, &to, smoke_is_default, args.quiet);
         let detail = match &smoke {
@@ -431,7 +539,10 @@ fn finish(
             p.rollback_smoke = Some(Box::new(s));
         }
         journal.state = State::RolledBack;
-        journal.step("smoke", format!("after rollback on {to} {previous}: {detail}"));
+        journal.step(
+            "smoke",
+            format!("after rollback on {to} {previous}: {detail}"),
+        );
         journal.save(path)?;
         p.timings.rollback_s = Some(started.elapsed().as_secs_f64());
         p.outcome = "rolled-back".into();
@@ -468,11 +579,26 @@ fn resume_promotion(
     let now = rt.block_on(switch::served(aws, &journal.rest_api_id, &to))?;
     let before: BTreeMap<String, Option<String>> = [(to.clone(), now.deployment_id.clone())].into();
     // A switch sent but not journaled: the stage says whether it took.
-    if journal.state == State::Switching && now.deployment_id.as_deref() == Some(journal.target_deployment_id.as_str()) {
+    if journal.state == State::Switching
+        && now.deployment_id.as_deref() == Some(journal.target_deployment_id.as_str())
+    {
         journal.state = State::Switched;
-        journal.step("resume", format!("{to} serves {} already: smoking it", journal.target_deployment_id));
+        journal.step(
+            "resume",
+            format!(
+                "{to} serves {} already: smoking it",
+                journal.target_deployment_id
+            ),
+        );
     } else {
-        journal.step("resume", format!("from state {:?}; {to} serves {}", journal.state, now.deployment_id.as_deref().unwrap_or("none")));
+        journal.step(
+            "resume",
+            format!(
+                "from state {:?}; {to} serves {}",
+                journal.state,
+                now.deployment_id.as_deref().unwrap_or("none")
+            ),
+        );
     }
     journal.save(path)?;
     let p = Promotion {
@@ -489,7 +615,16 @@ fn resume_promotion(
         rollback_smoke: None,
         timings: Timings::default(),
     };
-    finish(rt, aws, args, journal, path, p, smoke_file, smoke_is_default)
+    finish(
+        rt,
+        aws,
+        args,
+        journal,
+        path,
+        p,
+        smoke_file,
+        smoke_is_default,
+    )
 }
 
 pub fn rollback(args: &RollbackArgs) -> Result<i32> {
@@ -538,14 +673,19 @@ pub fn rollback(args: &RollbackArgs) -> Result<i32> {
         }
     };
     if Some(&target) == current.as_ref() {
-        return Err(Error::Usage(format!("stage {stage} already serves {target}")));
+        return Err(Error::Usage(format!(
+            "stage {stage} already serves {target}"
+        )));
     }
     // The smoke: --smoke, else the journaled promotion's.
     let smoke_file = args.smoke.clone().or_else(|| {
         journals.iter().find_map(|(_, j)| {
             let mut argv = vec!["stagecheck".to_string()];
             argv.extend(j.command.iter().cloned());
-            match <crate::cli::Cli as clap::Parser>::try_parse_from(&argv).ok()?.command {
+            match <crate::cli::Cli as clap::Parser>::try_parse_from(&argv)
+                .ok()?
+                .command
+            {
                 crate::cli::Command::Promote(p) => p.smoke.or(p.scenario),
                 _ => None,
             }
@@ -572,9 +712,22 @@ pub fn rollback(args: &RollbackArgs) -> Result<i32> {
     let started = Instant::now();
     rt.block_on(switch::switch(&aws, &api.id, &stage, &target))?;
     let switch_s = started.elapsed().as_secs_f64();
-    let waited = rt.block_on(switch::wait_served(&aws, &api.id, &stage, &target, args.switch.switch_deadline, args.switch.settle))?;
+    let waited = rt.block_on(switch::wait_served(
+        &aws,
+        &api.id,
+        &stage,
+        &target,
+        args.switch.switch_deadline,
+        args.switch.settle,
+    ))?;
     journal.state = State::Switched;
-    journal.step("switch", format!("{stage} → {target} (was {}), confirmed by GetStage", current.as_deref().unwrap_or("none")));
+    journal.step(
+        "switch",
+        format!(
+            "{stage} → {target} (was {}), confirmed by GetStage",
+            current.as_deref().unwrap_or("none")
+        ),
+    );
     journal.save(&path)?;
     let mut p = Promotion {
         outcome: "rolled-back".into(),
@@ -603,22 +756,42 @@ pub fn rollback(args: &RollbackArgs) -> Result<i32> {
             p.timings.smoke_s = started.elapsed().as_secs_f64();
             let passed = matches!(&smoke, Ok(s) if summary_passed(s));
             journal.smoke_passed = Some(passed);
-            journal.state = if passed { State::Passed } else { State::RolledBack };
-            journal.step("smoke", if passed { "passed".to_string() } else {
-                match &smoke { Err(e) => format!("could not run: {e}"), Ok(_) => "FAILED".into() }
-            });
+            journal.state = if passed {
+                State::Passed
+            } else {
+                State::RolledBack
+            };
+            journal.step(
+                "smoke",
+                if passed {
+                    "passed".to_string()
+                } else {
+                    match &smoke {
+                        Err(e) => format!("could not run: {e}"),
+                        Ok(_) => "FAILED".into(),
+                    }
+                },
+            );
             if let Ok(s) = smoke {
                 p.smoke = Some(Box::new(s));
             }
             if !passed {
                 p.passed = false;
-                p.reason = Some(format!("{stage} serves {target} again, but its smoke failed"));
+                p.reason = Some(format!(
+                    "{stage} serves {target} again, but its smoke failed"
+                ));
             }
         }
         None => {
             journal.state = State::Passed;
-            journal.step("smoke", "none: only GetStage confirmed the rollback (pass --smoke SCENARIO)");
-            p.reason = Some("only GetStage confirmed the rollback: no smoke scenario was given or journaled".into());
+            journal.step(
+                "smoke",
+                "none: only GetStage confirmed the rollback (pass --smoke SCENARIO)",
+            );
+            p.reason = Some(
+                "only GetStage confirmed the rollback: no smoke scenario was given or journaled"
+                    .into(),
+            );
         }
     }
     journal.save(&path)?;
@@ -690,18 +863,36 @@ pub fn history(args: &HistoryArgs) -> Result<i32> {
         text.push_str(&format!(
             "canary: {} at {}%\n",
             c.canary_deployment_id.as_deref().unwrap_or("?"),
-            c.canary_percent.map(crate::report::number).unwrap_or_default()
+            c.canary_percent
+                .map(crate::report::number)
+                .unwrap_or_default()
         ));
     }
     text.push_str("deployments, newest first:\n");
     for d in &h.deployments {
         text.push_str(&format!(
             "  {} {:<12} {}{}{}\n",
-            if d.serving { "→" } else if d.canary { "~" } else { " " },
+            if d.serving {
+                "→"
+            } else if d.canary {
+                "~"
+            } else {
+                " "
+            },
             d.deployment.id,
             d.deployment.created.as_deref().unwrap_or(""),
-            d.deployment.description.as_deref().map(|t| format!("  {t}")).unwrap_or_default(),
-            if d.serving { "  (serving)" } else if d.canary { "  (canary)" } else { "" }
+            d.deployment
+                .description
+                .as_deref()
+                .map(|t| format!("  {t}"))
+                .unwrap_or_default(),
+            if d.serving {
+                "  (serving)"
+            } else if d.canary {
+                "  (canary)"
+            } else {
+                ""
+            }
         ));
     }
     if !h.changes.is_empty() {

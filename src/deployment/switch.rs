@@ -126,9 +126,8 @@ pub async fn deployments(aws: &ControlPlane, api: &str) -> Result<Vec<Deployment
             let created = d.created_date();
             all.push(DeploymentInfo {
                 id: id.to_string(),
-                created: created.and_then(|c| {
-                    c.fmt(aws_smithy_types::date_time::Format::DateTime).ok()
-                }),
+                created: created
+                    .and_then(|c| c.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
                 created_epoch: created.map_or(0.0, |c| c.as_secs_f64()),
                 description: d.description().map(str::to_string),
             });

@@ -208,7 +208,10 @@ pub fn check_evidence(
     if summary.partial {
         return Err(format!(
             "{file} is of a partial run ({}): only a complete run can gate a promotion",
-            summary.stopped_by.as_deref().unwrap_or("stopped before its end")
+            summary
+                .stopped_by
+                .as_deref()
+                .unwrap_or("stopped before its end")
         ));
     }
     if !summary.passed {

@@ -127,11 +127,25 @@ pub fn markdown(p: &Promotion) -> String {
     }
     let _ = writeln!(out, "\n| step | at | detail |\n|---|---|---|");
     for s in &j.steps {
-        let _ = writeln!(out, "| {} | {} | {} |", s.name, s.at, s.detail.replace('|', "\\|"));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            s.name,
+            s.at,
+            s.detail.replace('|', "\\|")
+        );
     }
-    for (label, s) in [("Gate run", p.gate.as_ref().and_then(|g| g.run.as_deref())), ("Smoke", p.smoke.as_deref()), ("Smoke after rollback", p.rollback_smoke.as_deref())] {
+    for (label, s) in [
+        ("Gate run", p.gate.as_ref().and_then(|g| g.run.as_deref())),
+        ("Smoke", p.smoke.as_deref()),
+        ("Smoke after rollback", p.rollback_smoke.as_deref()),
+    ] {
         if let Some(s) = s {
-            let _ = writeln!(out, "\n### {label}\n\n{}", crate::report::markdown::render(s));
+            let _ = writeln!(
+                out,
+                "\n### {label}\n\n{}",
+                crate::report::markdown::render(s)
+            );
         }
     }
     out
@@ -158,13 +172,20 @@ pub fn junit(p: &Promotion) -> String {
     if let Some(g) = &p.gate {
         suite.add_test_case(case(
             "gate".into(),
-            (!g.passed).then(|| g.refused.clone().unwrap_or_else(|| "the gate failed".into())),
+            (!g.passed).then(|| {
+                g.refused
+                    .clone()
+                    .unwrap_or_else(|| "the gate failed".into())
+            }),
         ));
     }
     for s in &j.steps {
         suite.add_test_case(case(format!("{}: {}", s.name, s.detail), None));
     }
-    for (label, s) in [("smoke", p.smoke.as_deref()), ("smoke after rollback", p.rollback_smoke.as_deref())] {
+    for (label, s) in [
+        ("smoke", p.smoke.as_deref()),
+        ("smoke after rollback", p.rollback_smoke.as_deref()),
+    ] {
         if let Some(s) = s {
             suite.add_test_case(case(
                 format!("{label} on {}", s.stage),

@@ -15,6 +15,7 @@ mod jsonpath;
 mod layers;
 mod lines;
 mod preflight;
+mod promote;
 mod reports;
 mod scenarios;
 mod verdicts;
