@@ -327,6 +327,8 @@ fn a_clean_promotion_moves_prod_and_history_and_rollback_follow() {
     assert_eq!(w.serves("prod"), new);
     assert_ne!(w.item_status("prod"), 403, "prod serves the promoted route");
     assert_eq!(doc["outcome"], "promoted");
+    // The phases' times, for the record (`--nocapture`).
+    eprintln!("clean promotion: {}", doc["timings"]);
     assert_eq!(doc["gate"]["kind"], "run");
     assert_eq!(doc["before"]["prod"], old.as_str());
     assert_eq!(doc["after"]["prod"], new.as_str());
