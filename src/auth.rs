@@ -1,11 +1,18 @@
 //! How requests prove who sends them, as the stage asks: SigV4 for
 //! `execute-api` (IAM authorization) or an API key in `x-api-key`. The plan
-//! resolves which; the credentials are loaded once before traffic; the engine
-//! calls [`Auth::apply`] once per request, right after building it.
+//! resolves which; the credentials are loaded once before traffic and, when
+//! they expire (an assumed role's session, SSO, `credential_process`),
+//! fetched again by a thread of their own well before they do, so a run
+//! longer than a session never signs with expired keys and the hot path
+//! never waits for a refresh; the engine calls [`Auth::apply`] once per
+//! request, right after building it.
 
 use std::pin::Pin;
+use std::sync::{Arc, RwLock, Weak};
 use std::task::{Context, Poll, Waker};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
@@ -73,8 +80,9 @@ pub struct Iam {
     /// From the host (`{id}.execute-api.{region}.amazonaws.com`) or `--region`;
     /// otherwise the credential chain's Region, filled in by [`Auth::load`].
     pub region: Option<String>,
-    /// Filled in by [`Auth::load`] before traffic.
-    identity: Option<Identity>,
+    /// Filled in by [`Auth::load`] before traffic, replaced by the refresher
+    /// before it expires; shared by every clone of the plan's `Auth`.
+    identity: Arc<RwLock<Option<Identity>>>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -103,7 +111,7 @@ impl Auth {
         Auth::Iam(Box::new(Iam {
             origin,
             region: region_from_host(host).or(region),
-            identity: None,
+            identity: Arc::new(RwLock::new(None)),
         }))
     }
 
@@ -161,7 +169,13 @@ impl Auth {
             "or run with a role",
         )
         .await?;
-        iam.identity = Some(credentials.into());
+        let expiry = credentials.expiry();
+        if let Ok(mut cell) = iam.identity.write() {
+            *cell = Some(credentials.into());
+        }
+        if let (Some(expiry), Some(provider)) = (expiry, config.credentials_provider()) {
+            spawn_refresher(provider, Arc::downgrade(&iam.identity), expiry);
+        }
         Ok(())
     }
 
@@ -185,12 +199,14 @@ impl Auth {
 
 impl Iam {
     fn sign(&self, request: &mut Request<Full<Bytes>>, time: SystemTime) -> Option<()> {
-        let identity = self.identity.as_ref()?;
+        // A clone under the read lock (an Arc inside): the refresher's
+        // write never waits on a signature being computed.
+        let identity = self.identity.read().ok()?.clone()?;
         let region = self.region.as_deref()?;
         let body = body_bytes(request.body())?;
         let url = format!("{}{}", self.origin, request.uri());
         let params = v4::SigningParams::builder()
-            .identity(identity)
+            .identity(&identity)
             .region(region)
             .name("execute-api")
             .time(time)
@@ -218,6 +234,78 @@ impl Iam {
             }
         }
         Some(())
+    }
+}
+
+/// When to fetch credentials again: halfway through what is left of their
+/// life, and never later than five minutes before they expire (the SDK's
+/// own margin), so a failed fetch has time to be retried.
+pub fn refresh_at(now: SystemTime, expiry: SystemTime) -> SystemTime {
+    let left = expiry.duration_since(now).unwrap_or_default();
+    let before = (left / 2).min(Duration::from_secs(300));
+    expiry.checked_sub(before).unwrap_or(now).max(now)
+}
+
+/// A thread that fetches new credentials before the current ones expire
+/// and swaps them in; it ends when the run's `Auth` is gone. A failed fetch
+/// is retried every few seconds and said once on stderr.
+fn spawn_refresher(
+    provider: SharedCredentialsProvider,
+    cell: Weak<RwLock<Option<Identity>>>,
+    mut expiry: SystemTime,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("sigv4-credentials".into())
+        .spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            let mut warned = false;
+            let mut due = refresh_at(SystemTime::now(), expiry);
+            loop {
+                // Wake at least once a second to notice the run has ended.
+                while SystemTime::now() < due {
+                    if cell.strong_count() == 0 {
+                        return;
+                    }
+                    let wait = due
+                        .duration_since(SystemTime::now())
+                        .unwrap_or_default()
+                        .min(Duration::from_secs(1));
+                    std::thread::sleep(wait);
+                }
+                let Some(cell) = cell.upgrade() else { return };
+                match runtime.block_on(provider.provide_credentials()) {
+                    Ok(fresh) => {
+                        let next = fresh.expiry();
+                        if let Ok(mut slot) = cell.write() {
+                            *slot = Some(fresh.into());
+                        }
+                        let Some(next) = next else { return };
+                        expiry = next;
+                        due = refresh_at(SystemTime::now(), expiry);
+                    }
+                    Err(e) => {
+                        if !warned {
+                            eprintln!(
+                                "refreshing the signing credentials failed ({}); retrying until \
+                                 they expire at {}",
+                                crate::aws::innermost(&e),
+                                humantime::format_rfc3339_seconds(expiry)
+                            );
+                            warned = true;
+                        }
+                        due = SystemTime::now() + Duration::from_secs(3);
+                    }
+                }
+            }
+        });
+    // Without the thread the run still signs, until the credentials expire.
+    if let Err(e) = spawned {
+        eprintln!("cannot start the credentials refresher: {e}");
     }
 }
 
@@ -282,6 +370,23 @@ mod tests {
     }
 
     #[test]
+    fn credentials_are_refreshed_halfway_and_at_most_five_minutes_early() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = |left: u64| {
+            refresh_at(now, now + Duration::from_secs(left))
+                .duration_since(now)
+                .unwrap()
+                .as_secs()
+        };
+        assert_eq!(at(20), 10);
+        assert_eq!(at(3600), 3300);
+        assert_eq!(at(600), 300);
+        assert_eq!(at(0), 0);
+        // Already expired: now.
+        assert_eq!(refresh_at(now, now - Duration::from_secs(5)), now);
+    }
+
+    #[test]
     fn signing_covers_host_path_query_and_body() {
         let mut auth = Auth::iam(
             "https://api.example.com".into(),
@@ -289,7 +394,7 @@ mod tests {
             Some("eu-west-1".into()),
         );
         if let Auth::Iam(iam) = &mut auth {
-            iam.identity = Some(
+            *iam.identity.write().unwrap() = Some(
                 aws_credential_types::Credentials::new("AKID", "SECRET", None, None, "t").into(),
             );
         }

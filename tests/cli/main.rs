@@ -6,6 +6,7 @@ mod support;
 
 mod audit;
 mod auth;
+mod credentials;
 mod engine;
 mod errors;
 mod function_logs;
