@@ -178,21 +178,12 @@ pub struct HistoryArgs {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// The REST API, by name or id.
-    #[arg(long, value_name = "NAME|ID")]
-    pub rest_api: String,
-
-    /// Only this stage (repeat for several; default: every stage).
-    #[arg(long = "stage", value_name = "S")]
-    pub stages: Vec<String>,
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
 
     /// Mark this stage `protected` (repeatable); prod, production and live always are.
     #[arg(long, value_name = "STAGE")]
     pub protect: Vec<String>,
-
-    /// How a function's table name follows from its environment (see `audit --help`).
-    #[arg(long, value_name = "RULE", default_value = "{Environment}User")]
-    pub table_rule: String,
 
     /// Write the scenario here (default and `-`: stdout).
     #[arg(long, short = 'o', value_name = "FILE")]
@@ -201,19 +192,17 @@ pub struct InitArgs {
     /// Overwrite the file if it exists.
     #[arg(long)]
     pub force: bool,
-
-    #[command(flatten)]
-    pub aws: crate::aws::AwsOptions,
 }
 
+/// Which deployment to read: `audit`'s and `init`'s.
 #[derive(Debug, Args)]
-pub struct AuditArgs {
+pub struct DeploymentArgs {
     /// The REST API, by name or id.
     #[arg(long, value_name = "NAME|ID")]
     pub rest_api: String,
 
-    /// Audit only this stage (repeat for several; default: every stage).
-    /// Cross-stage findings only see the stages audited.
+    /// Only this stage (repeat for several; default: every stage).
+    /// Cross-stage findings only see the stages read.
     #[arg(long = "stage", value_name = "S")]
     pub stages: Vec<String>,
 
@@ -221,6 +210,15 @@ pub struct AuditArgs {
     /// `{NAME}` is the variable NAME, `{stage}` and `{function}` the names.
     #[arg(long, value_name = "RULE", default_value = "{Environment}User")]
     pub table_rule: String,
+
+    #[command(flatten)]
+    pub aws: crate::aws::AwsOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
 
     /// Write the audit as JSON here (`-` for stdout): the source of every other format.
     #[arg(long, short = 'o', value_name = "FILE")]
@@ -241,9 +239,6 @@ pub struct AuditArgs {
     /// No terminal report.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-
-    #[command(flatten)]
-    pub aws: crate::aws::AwsOptions,
 }
 
 #[derive(Debug, Args)]
@@ -344,4 +339,14 @@ pub struct MergeArgs {
     /// the scenario's load together); start them with `run --start-at`.
     #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "1s")]
     pub max_start_skew: std::time::Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of every subcommand (unique names, valid
+    /// requirements): a flattened group added twice panics at run time only.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

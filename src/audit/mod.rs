@@ -291,7 +291,7 @@ fn stage_findings(d: &Deployment, stage: &StageView, out: &mut Vec<Finding>) {
                          environment.",
                         f.name,
                         d.table_rule,
-                        environment_text(f)
+                        f.environment_text()
                     ),
                 )),
                 _ => {}
@@ -397,18 +397,6 @@ fn stage_findings(d: &Deployment, stage: &StageView, out: &mut Vec<Finding>) {
 
 fn role_name(role: Option<&str>) -> &str {
     role.map_or("(none)", |r| r.rsplit('/').next().unwrap_or(r))
-}
-
-fn environment_text(f: &crate::deployment::Function) -> String {
-    if f.environment.is_empty() {
-        "(unset)".into()
-    } else {
-        f.environment
-            .iter()
-            .map(|(k, v)| format!("{k} = {v:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
 }
 
 /// API Gateway may invoke the function for every method of every route the

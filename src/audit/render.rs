@@ -10,6 +10,7 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{Audit, CODES, Finding, Severity};
 use crate::deployment::{Function, StageView};
+use crate::report::html::escape;
 
 fn paint(color: bool, code: &str, text: &str) -> String {
     if color {
@@ -173,14 +174,9 @@ fn function_tree(
         );
         return;
     }
-    let env = if f.environment.is_empty() {
-        "environment (unset)".to_string()
-    } else {
-        f.environment
-            .iter()
-            .map(|(k, v)| format!("{k} = {v:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+    let env = match f.environment_text().as_str() {
+        "(unset)" => "environment (unset)".to_string(),
+        text => text.to_string(),
     };
     let name = if failing(audit, stage, &f.arn, &["shared-function"]) {
         paint(color, "31", &format!("function {}", f.name))
@@ -385,13 +381,6 @@ pub fn junit(audit: &Audit) -> String {
     report
         .to_string()
         .unwrap_or_else(|e| format!("<!-- cannot write JUnit: {e} -->\n"))
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// A self-contained page: each stage's chain drawn as a graph, the failing

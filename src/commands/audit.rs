@@ -27,14 +27,17 @@ pub fn audit(args: &AuditArgs) -> Result<i32> {
             report::check_writable(path)?;
         }
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?;
-    let rule = TableRule(args.table_rule.clone());
+    let runtime = super::runtime()?;
+    let rule = TableRule(args.deployment.table_rule.clone());
     let deployment = runtime.block_on(async {
-        let aws = ControlPlane::new(&args.aws, "for the audit", "").await?;
-        deployment::read(&aws, &args.rest_api, &args.stages, &rule).await
+        let aws = ControlPlane::new(&args.deployment.aws, "for the audit", "").await?;
+        deployment::read(
+            &aws,
+            &args.deployment.rest_api,
+            &args.deployment.stages,
+            &rule,
+        )
+        .await
     })?;
     let audit = Audit::of(deployment);
     if let Some(out) = &args.out {

@@ -25,14 +25,17 @@ pub fn init(args: &InitArgs) -> Result<i32> {
         }
         report::check_writable(out)?;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?;
-    let rule = TableRule(args.table_rule.clone());
+    let runtime = super::runtime()?;
+    let rule = TableRule(args.deployment.table_rule.clone());
     let d = runtime.block_on(async {
-        let aws = ControlPlane::new(&args.aws, "for init", "").await?;
-        deployment::read(&aws, &args.rest_api, &args.stages, &rule).await
+        let aws = ControlPlane::new(&args.deployment.aws, "for init", "").await?;
+        deployment::read(
+            &aws,
+            &args.deployment.rest_api,
+            &args.deployment.stages,
+            &rule,
+        )
+        .await
     })?;
     let text = scenario(&d, &args.protect, &today());
     report::write_output(out, &text)?;

@@ -12,3 +12,11 @@ pub mod run;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod validate;
+
+/// A runtime for a command's AWS calls, apart from the engine's.
+pub(crate) fn runtime() -> crate::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::Error::Runtime(format!("cannot start the runtime: {e}")))
+}

@@ -23,13 +23,6 @@ use crate::report;
 use crate::scenario::Overrides;
 use crate::summary::Summary;
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))
-}
-
 /// The REST API the command works on: `--rest-api`, else the scenario's
 /// (`target.rest_api`, or the execute-api host).
 fn rest_api_of(overrides: &Overrides, scenario: Option<&Path>) -> Result<String> {
@@ -209,7 +202,7 @@ pub fn promote(mut args: PromoteArgs) -> Result<i32> {
     }
     check_outputs(args.out.as_deref(), &args.reports)?;
     let api_wanted = rest_api_of(&args.overrides, Some(&scenario))?;
-    let rt = runtime()?;
+    let rt = super::runtime()?;
     let aws = rt.block_on(ControlPlane::new(&args.overrides.aws, "to promote", ""))?;
     let smoke_file = args.smoke.clone().unwrap_or_else(|| scenario.clone());
     let smoke_is_default = args.smoke.is_none();
@@ -633,7 +626,7 @@ pub fn rollback(args: &RollbackArgs) -> Result<i32> {
     };
     check_outputs(args.out.as_deref(), &args.reports)?;
     let api_wanted = rest_api_of(&args.overrides, args.smoke.as_deref())?;
-    let rt = runtime()?;
+    let rt = super::runtime()?;
     let aws = rt.block_on(ControlPlane::new(&args.overrides.aws, "to roll back", ""))?;
     let api = rt.block_on(deployment::read::find_api(&aws, &api_wanted))?;
     let now = rt.block_on(switch::served(&aws, &api.id, &stage))?;
@@ -826,7 +819,7 @@ pub fn history(args: &HistoryArgs) -> Result<i32> {
     if let Some(out) = args.out.as_deref().filter(|o| *o != Path::new("-")) {
         report::check_writable(out)?;
     }
-    let rt = runtime()?;
+    let rt = super::runtime()?;
     let aws = rt.block_on(ControlPlane::new(&args.aws, "for the history", ""))?;
     let api = rt.block_on(deployment::read::find_api(&aws, &args.rest_api))?;
     let now = rt.block_on(switch::served(&aws, &api.id, &args.stage))?;

@@ -88,11 +88,9 @@ pub fn execute(
     // invokes explains a wrong table better than DescribeTable can.
     let deployment = match &aws_runtime {
         Some(rt) => rt.block_on(super::preflight::check(&plan))?,
-        None if plan.control.rest_api.is_some() => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?
-            .block_on(super::preflight::check(&plan))?,
+        None if plan.control.rest_api.is_some() => {
+            super::runtime()?.block_on(super::preflight::check(&plan))?
+        }
         None => None,
     };
     let verifier = match &aws_runtime {
@@ -165,10 +163,7 @@ pub fn execute(
 
 /// SigV4 credentials from the default chain, once, before any traffic.
 fn load_credentials(plan: &mut scenario::Plan) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Runtime(format!("cannot start the runtime: {e}")))?;
+    let runtime = super::runtime()?;
     let aws = plan.verify.aws.clone();
     runtime.block_on(plan.auth.load(&aws))
 }

@@ -200,6 +200,21 @@ impl Deployment {
     }
 }
 
+impl Function {
+    /// `Environment = "test-"`, the variables the table rule read; `(unset)`.
+    pub fn environment_text(&self) -> String {
+        if self.environment.is_empty() {
+            "(unset)".into()
+        } else {
+            self.environment
+                .iter()
+                .map(|(k, v)| format!("{k} = {v:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }
+}
+
 impl StageView {
     /// The functions this stage's routes name, once each, in route order.
     pub fn function_arns(&self) -> Vec<&str> {

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::Promotion;
+use crate::report::html::escape;
 use crate::summary::Summary;
 
 fn ids(map: &std::collections::BTreeMap<String, Option<String>>) -> String {
@@ -201,13 +202,6 @@ pub fn junit(p: &Promotion) -> String {
     report
         .to_string()
         .unwrap_or_else(|e| format!("<!-- cannot write JUnit: {e} -->\n"))
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 pub fn html(p: &Promotion) -> String {
