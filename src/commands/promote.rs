@@ -65,14 +65,8 @@ fn journaled_command() -> Vec<String> {
     out
 }
 
-/// Runs a scenario on `stage`; `smoke`: one iteration.
-fn run_on(
-    file: &Path,
-    overrides: &Overrides,
-    stage: &str,
-    smoke: bool,
-    quiet: bool,
-) -> Result<Summary> {
+/// The overrides of a run on `stage`; `smoke`: one iteration.
+fn on_stage(overrides: &Overrides, stage: &str, smoke: bool) -> Overrides {
     let mut ov = overrides.clone();
     ov.stage = Some(stage.to_string());
     if smoke {
@@ -81,6 +75,31 @@ fn run_on(
         ov.vus = None;
         ov.duration = None;
     }
+    ov
+}
+
+/// The smoke's plan, built and checked (guards included) without running it.
+fn smoke_plan(
+    file: &Path,
+    overrides: &Overrides,
+    api: &str,
+    stage: &str,
+    smoke: bool,
+) -> Result<()> {
+    let mut ov = on_stage(overrides, stage, smoke);
+    ov.rest_api = Some(api.to_string());
+    crate::scenario::load(file, &ov).map(|_| ())
+}
+
+/// Runs a scenario on `stage`; `smoke`: one iteration.
+fn run_on(
+    file: &Path,
+    overrides: &Overrides,
+    stage: &str,
+    smoke: bool,
+    quiet: bool,
+) -> Result<Summary> {
+    let ov = on_stage(overrides, stage, smoke);
     let plan = super::run::prepare(file, &ov)?;
     let executed = super::run::execute(plan, None, quiet)?;
     if let Some(e) = executed.verify_error {
@@ -404,6 +423,10 @@ pub fn promote(mut args: PromoteArgs) -> Result<i32> {
         write_reports(&p, args.out.as_deref(), &args.reports, args.quiet)?;
         return Ok(exit::PASS);
     }
+
+    // The smoke must be able to run before the stage is changed: a bad
+    // smoke file is the user's to fix (exit 2), not a reason to roll back.
+    smoke_plan(&smoke_file, &args.overrides, &api_id, &to, smoke_is_default)?;
 
     // 4. The journal first, then the change.
     let journal_path = new_journal_path(&args.switch, &api_id, &to, "promotion");

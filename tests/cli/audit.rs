@@ -431,3 +431,66 @@ fn init_writes_a_scenario_that_validates_and_runs() {
     assert_eq!(summary["stage"], "test");
     assert_eq!(summary["passed"], true, "{summary:#}");
 }
+
+#[test]
+fn a_canary_a_missing_table_and_a_missing_log_group_are_found() {
+    use aws_sdk_apigateway::types::{Op, PatchOperation};
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &[], &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let aws = rt.block_on(crate::support::sandbox::Aws::of(&sandbox));
+    rt.block_on(async {
+        let api = aws.apigateway.get_rest_apis().send().await.unwrap().items()[0]
+            .id()
+            .unwrap()
+            .to_string();
+        let canary = aws
+            .apigateway
+            .create_deployment()
+            .rest_api_id(&api)
+            .send()
+            .await
+            .unwrap()
+            .id()
+            .unwrap()
+            .to_string();
+        let replace = |path: &str, value: &str| {
+            PatchOperation::builder()
+                .op(Op::Replace)
+                .path(path)
+                .value(value)
+                .build()
+        };
+        aws.apigateway
+            .update_stage()
+            .rest_api_id(&api)
+            .stage_name("prod")
+            .patch_operations(replace("/canarySettings/deploymentId", &canary))
+            .patch_operations(replace("/canarySettings/percentTraffic", "20"))
+            .send()
+            .await
+            .unwrap();
+        aws.dynamodb
+            .delete_table()
+            .table_name("test-User")
+            .send()
+            .await
+            .unwrap();
+        aws.logs
+            .delete_log_group()
+            .log_group_name("/aws/lambda/test-user-service")
+            .send()
+            .await
+            .unwrap();
+    });
+    let (output, doc) = audit(&sandbox, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let message = finding(&doc, "canary-active", "prod")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("20%"), "{message}");
+    assert!(codes(&doc, "error", "test").contains(&"table-not-found".to_string()));
+    assert!(codes(&doc, "error", "test").contains(&"log-group-not-found".to_string()));
+    assert!(codes(&doc, "error", "prod").is_empty(), "{doc:#}");
+}

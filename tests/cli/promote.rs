@@ -569,3 +569,26 @@ fn a_rollback_with_nothing_older_is_a_clear_error() {
     assert!(stderr.contains("no older deployment"), "{stderr}");
     assert_eq!(w.serves("prod"), oldest);
 }
+
+#[test]
+fn a_smoke_that_prod_would_refuse_stops_the_promotion_before_the_switch() {
+    let w = World::new();
+    let (old, _) = prod_behind(&w);
+    let scenario = w.scenario("crud.toml", CRUD);
+    // A load, not a smoke: protected prod refuses it without --allow-prod.
+    let heavy = w.scenario(
+        "heavy.toml",
+        &CRUD.replace(
+            "[verify]",
+            "[load]\nrate = 5\nduration = \"10s\"\n\n[verify]",
+        ),
+    );
+    let (output, _) = w.promote(&scenario, &["--smoke", heavy.to_str().unwrap()]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("protected") && stderr.contains("--allow-prod"),
+        "{stderr}"
+    );
+    assert_eq!(w.serves("prod"), old, "prod was not touched");
+}
