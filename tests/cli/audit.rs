@@ -335,6 +335,28 @@ fn an_unknown_api_lists_the_apis_and_an_unknown_stage_the_stages() {
         "{stderr}"
     );
     assert!(doc.is_null());
+
+    // A second API of the same name: which one is meant, by id.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let aws = rt.block_on(crate::support::sandbox::Aws::of(&sandbox));
+    let twin = rt.block_on(async {
+        aws.apigateway
+            .create_rest_api()
+            .name("users")
+            .send()
+            .await
+            .unwrap()
+            .id()
+            .unwrap()
+            .to_string()
+    });
+    let (output, _) = audit(&sandbox, &[]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("2 REST APIs are named \"users\"") && stderr.contains(&twin),
+        "{stderr}"
+    );
 }
 
 #[test]
