@@ -4,6 +4,7 @@
 //! its steps, each stage's deployment before and after, the gate's
 //! evidence, both smokes — which every format renders ([`render`]).
 
+pub mod canary;
 pub mod render;
 
 use std::collections::BTreeMap;
