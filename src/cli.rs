@@ -106,6 +106,25 @@ pub struct PromoteArgs {
     #[arg(long, value_name = "JOURNAL")]
     pub resume: Option<PathBuf>,
 
+    /// Instead of switching: send this share of --to's traffic (`10%`) to
+    /// --from's deployment as a canary, judge it, then promote or remove it.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    pub canary: Option<f64>,
+
+    /// How long the canary gets guarded traffic.
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "5m")]
+    pub canary_for: std::time::Duration,
+
+    /// Iterations per second of SCENARIO sent to --to while the canary runs.
+    #[arg(long, value_name = "N", default_value_t = 10.0)]
+    pub canary_rate: f64,
+
+    /// A rule the canary must meet against the primary (repeatable), e.g.
+    /// `canary.p99 < primary.p99 * 1.2` (default: `canary.error_rate <=
+    /// primary.error_rate + 1%` and `canary.p99 <= primary.p99 * 1.5 + 20ms`).
+    #[arg(long = "canary-rule", value_name = "RULE")]
+    pub canary_rules: Vec<String>,
+
     #[command(flatten)]
     pub switch: SwitchOptions,
 
@@ -341,8 +360,33 @@ pub struct MergeArgs {
     pub max_start_skew: std::time::Duration,
 }
 
+/// `10%` or `10`: a share of traffic, above 0 and at most 100.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a share of traffic, e.g. 10%"))?;
+    if value > 0.0 && value <= 100.0 {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{text:?}: a canary's share is above 0% and at most 100%"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn canary_shares_read_as_written() {
+        assert_eq!(super::parse_percent("10%"), Ok(10.0));
+        assert_eq!(super::parse_percent("12.5"), Ok(12.5));
+        assert!(super::parse_percent("0%").is_err());
+        assert!(super::parse_percent("150%").is_err());
+        assert!(super::parse_percent("ten").is_err());
+    }
+
     /// clap's own checks of every subcommand (unique names, valid
     /// requirements): a flattened group added twice panics at run time only.
     #[test]

@@ -2,6 +2,7 @@
 //! into calls of the library and an exit code.
 
 pub mod audit;
+pub mod canary;
 pub mod compare;
 pub mod init;
 pub mod merge;

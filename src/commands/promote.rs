@@ -18,7 +18,8 @@ use crate::aws::ControlPlane;
 use crate::cli::{HistoryArgs, PromoteArgs, ReportFiles, RollbackArgs, SwitchOptions};
 use crate::deployment::{self, TableRule, switch};
 use crate::error::{Error, exit};
-use crate::promotion::{self, Gate, Journal, Promotion, State, Timings, render};
+use crate::promotion::canary::{Rule, share_within};
+use crate::promotion::{self, CanaryReport, Gate, Journal, Promotion, State, Timings, render};
 use crate::report;
 use crate::scenario::Overrides;
 use crate::summary::Summary;
@@ -284,6 +285,7 @@ pub fn promote(mut args: PromoteArgs) -> Result<i32> {
         steps: Vec::new(),
         command: journaled_command(),
         smoke_passed: None,
+        canary_percent: args.canary,
     };
     let before: BTreeMap<String, Option<String>> =
         [(from.clone(), from_id.clone()), (to.clone(), to_id.clone())].into();
@@ -299,6 +301,7 @@ pub fn promote(mut args: PromoteArgs) -> Result<i32> {
         after: before.clone(),
         smoke: None,
         rollback_smoke: None,
+        canary: None,
         timings: Timings::default(),
     };
     let errors: Vec<&crate::audit::Finding> = audit
@@ -427,6 +430,19 @@ pub fn promote(mut args: PromoteArgs) -> Result<i32> {
     // The smoke must be able to run before the stage is changed: a bad
     // smoke file is the user's to fix (exit 2), not a reason to roll back.
     smoke_plan(&smoke_file, &args.overrides, &api_id, &to, smoke_is_default)?;
+    if args.canary.is_some() {
+        canary_rules(&args.canary_rules)?;
+        let logging = audit.deployment.stage(&to).map(|s| s.logging.clone());
+        if !logging.as_ref().is_some_and(|l| l.execution_logs()) {
+            return Err(Error::Usage(format!(
+                "a canary's requests are told apart by API Gateway's canary execution log, and \
+                 stage {to} writes none (loggingLevel {}): set loggingLevel INFO on {to} \
+                 (UpdateStage op=replace,path=/*/*/logging/loglevel,value=INFO), or promote \
+                 without --canary",
+                logging.map_or("OFF".to_string(), |l| l.level)
+            )));
+        }
+    }
 
     // 4. The journal first, then the change.
     let journal_path = new_journal_path(&args.switch, &api_id, &to, "promotion");
@@ -466,6 +482,9 @@ fn finish(
     let target = journal.target_deployment_id.clone();
     let mut ov = args.overrides.clone();
     ov.rest_api = Some(api.clone());
+    if let Some(percent) = journal.canary_percent {
+        return finish_canary(rt, aws, args, journal, path, p, percent);
+    }
     if journal.state == State::Switching {
         let started = Instant::now();
         rt.block_on(switch::switch(aws, &api, &to, &target))?;
@@ -581,6 +600,172 @@ fn finish(
     Ok(p)
 }
 
+fn canary_rules(texts: &[String]) -> Result<Vec<Rule>> {
+    if texts.is_empty() {
+        return Ok(Rule::defaults());
+    }
+    texts
+        .iter()
+        .map(|t| Rule::parse(t).map_err(|e| Error::Usage(format!("--canary-rule {e}"))))
+        .collect()
+}
+
+/// A canary instead of a switch: start it, send the guarded traffic, tell
+/// its requests apart by API Gateway's canary log, judge, then promote it
+/// (AWS's copy operations) or remove it (the primary never changed). A
+/// journal left in `canary` (the traffic was interrupted) is ended by
+/// removing the canary.
+fn finish_canary(
+    rt: &tokio::runtime::Runtime,
+    aws: &ControlPlane,
+    args: &PromoteArgs,
+    mut journal: Journal,
+    path: &Path,
+    mut p: Promotion,
+    percent: f64,
+) -> Result<Promotion> {
+    let api = journal.rest_api_id.clone();
+    let to = journal.to_stage.clone();
+    let target = journal.target_deployment_id.clone();
+    if journal.state == State::Canary {
+        rt.block_on(switch::end_canary(aws, &api, &to))?;
+        journal.state = State::RolledBack;
+        journal.step(
+            "canary",
+            "removed: its traffic was interrupted before it was judged; the primary never changed",
+        );
+        journal.save(path)?;
+        p.outcome = "canary-removed".into();
+        p.reason = Some(format!(
+            "the canary on {to} was interrupted before it was judged, so it was removed; {to}'s primary deployment never changed"
+        ));
+    }
+    if journal.state == State::Switching {
+        let rules = canary_rules(&args.canary_rules)?;
+        let started = Instant::now();
+        rt.block_on(switch::start_canary(aws, &api, &to, &target, percent))?;
+        p.timings.switch_s = started.elapsed().as_secs_f64();
+        journal.state = State::Canary;
+        journal.step("canary", format!("{percent}% of {to} → {target}"));
+        journal.save(path)?;
+        // The sandbox and AWS take a moment to route the new share.
+        std::thread::sleep(args.switch.settle);
+        p.timings.propagation_s = args.switch.settle.as_secs_f64();
+
+        let mut ov = args.overrides.clone();
+        ov.rest_api = Some(api.clone());
+        ov.stage = Some(to.clone());
+        ov.rate = Some(args.canary_rate);
+        ov.vus = None;
+        ov.iterations = None;
+        ov.duration = Some(args.canary_for);
+        // --canary is the consent to this traffic on a protected stage.
+        ov.allow_prod = true;
+        let scenario = args.scenario.clone().unwrap_or_default();
+        let traffic_from = std::time::SystemTime::now();
+        let started = Instant::now();
+        let run = super::run::prepare(&scenario, &ov)
+            .and_then(|plan| super::run::execute(plan, None, args.quiet));
+        let traffic_to = std::time::SystemTime::now();
+        p.timings.smoke_s = started.elapsed().as_secs_f64();
+        let (run, run_error) = match run {
+            Ok(e) => (Some(e.summary), e.verify_error),
+            Err(e) => (None, Some(e)),
+        };
+        let observed = rt.block_on(super::canary::observe(
+            aws,
+            &api,
+            &to,
+            traffic_from,
+            traffic_to,
+            std::time::Duration::from_secs(60),
+        ))?;
+        let total = observed.canary.requests + observed.primary.requests;
+        let (share_ok, low, high) = share_within(observed.canary.requests, total, percent);
+        let share = if total == 0 {
+            0.0
+        } else {
+            observed.canary.requests as f64 * 100.0 / total as f64
+        };
+        let judged: Vec<_> = rules
+            .iter()
+            .map(|r| r.judge(&observed.canary, &observed.primary))
+            .collect();
+        let run_passed = run.as_ref().is_some_and(summary_passed) && run_error.is_none();
+        let passed = share_ok && judged.iter().all(|j| j.ok) && run_passed;
+        let mut why = Vec::new();
+        if !share_ok {
+            why.push(format!(
+                "the canary had {share:.1}% of {total} requests, outside {low:.1}–{high:.1}% for {percent}%"
+            ));
+        }
+        for j in judged.iter().filter(|j| !j.ok) {
+            why.push(format!(
+                "{} failed ({:.2} against {:.2})",
+                j.rule, j.canary, j.limit
+            ));
+        }
+        if !run_passed {
+            why.push(match &run_error {
+                Some(e) => format!("the guarded traffic could not be verified: {e}"),
+                None => "the guarded traffic's checks, thresholds or verification failed".into(),
+            });
+        }
+        p.canary = Some(Box::new(CanaryReport {
+            percent,
+            deployment_id: target.clone(),
+            share,
+            share_bounds: (low, high),
+            share_ok,
+            canary: observed.canary,
+            primary: observed.primary,
+            rules: judged,
+            run: run.map(Box::new),
+            passed,
+        }));
+        journal.smoke_passed = Some(passed);
+        if passed {
+            rt.block_on(switch::promote_canary(aws, &api, &to))?;
+            rt.block_on(switch::wait_served(
+                aws,
+                &api,
+                &to,
+                &target,
+                args.switch.switch_deadline,
+                args.switch.settle,
+            ))?;
+            journal.state = State::Passed;
+            journal.step("canary", format!("passed ({share:.1}% of {total} requests): promoted, {to} serves {target}, canary removed"));
+            p.outcome = "promoted".into();
+            p.passed = true;
+        } else {
+            rt.block_on(switch::end_canary(aws, &api, &to))?;
+            journal.state = State::RolledBack;
+            journal.step(
+                "canary",
+                format!(
+                    "failed: {}; removed, the primary never changed",
+                    why.join("; ")
+                ),
+            );
+            p.outcome = "canary-removed".into();
+            p.reason = Some(format!(
+                "the canary failed: {}; it was removed and {to}'s primary never changed",
+                why.join("; ")
+            ));
+        }
+        journal.save(path)?;
+    }
+    if journal.state == State::Passed && p.outcome == "refused" {
+        p.outcome = "promoted".into();
+        p.passed = true;
+    }
+    let now = rt.block_on(switch::served(aws, &api, &to))?;
+    p.after.insert(to.clone(), now.deployment_id);
+    p.journal = journal;
+    Ok(p)
+}
+
 /// `--resume`: what the stage serves now decides where to pick up.
 fn resume_promotion(
     rt: &tokio::runtime::Runtime,
@@ -596,6 +781,7 @@ fn resume_promotion(
     let before: BTreeMap<String, Option<String>> = [(to.clone(), now.deployment_id.clone())].into();
     // A switch sent but not journaled: the stage says whether it took.
     if journal.state == State::Switching
+        && journal.canary_percent.is_none()
         && now.deployment_id.as_deref() == Some(journal.target_deployment_id.as_str())
     {
         journal.state = State::Switched;
@@ -629,6 +815,7 @@ fn resume_promotion(
         after: before,
         smoke: None,
         rollback_smoke: None,
+        canary: None,
         timings: Timings::default(),
     };
     finish(
@@ -722,6 +909,7 @@ pub fn rollback(args: &RollbackArgs) -> Result<i32> {
         steps: Vec::new(),
         command: journaled_command(),
         smoke_passed: None,
+        canary_percent: None,
     };
     journal.step("journal", path.display().to_string());
     journal.save(&path)?;
@@ -757,6 +945,7 @@ pub fn rollback(args: &RollbackArgs) -> Result<i32> {
         after: [(stage.clone(), Some(target.clone()))].into(),
         smoke: None,
         rollback_smoke: None,
+        canary: None,
         timings: Timings {
             switch_s,
             propagation_s: waited.as_secs_f64(),

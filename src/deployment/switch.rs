@@ -153,3 +153,98 @@ pub async fn deployments(aws: &ControlPlane, api: &str) -> Result<Vec<Deployment
     });
     Ok(all)
 }
+
+fn op(op: Op, path: &str, value: Option<&str>) -> PatchOperation {
+    let b = PatchOperation::builder().op(op).path(path);
+    match value {
+        Some(v) => b.value(v).build(),
+        None => b.build(),
+    }
+}
+
+async fn patch(
+    aws: &ControlPlane,
+    api: &str,
+    stage: &str,
+    what: &str,
+    ops: Vec<PatchOperation>,
+) -> Result<(), Error> {
+    let ag = &aws.apigateway;
+    ag.update_stage()
+        .rest_api_id(api)
+        .stage_name(stage)
+        .set_patch_operations(Some(ops))
+        .send()
+        .await
+        .map_err(|e| {
+            ag.error(
+                "UpdateStage",
+                &format!("stage {stage} of REST API {api} ({what})"),
+                &e,
+            )
+        })?;
+    Ok(())
+}
+
+/// Starts a canary on `stage`: `percent` of its traffic to deployment `id`.
+pub async fn start_canary(
+    aws: &ControlPlane,
+    api: &str,
+    stage: &str,
+    id: &str,
+    percent: f64,
+) -> Result<(), Error> {
+    patch(
+        aws,
+        api,
+        stage,
+        &format!("a canary of {id} at {percent}%"),
+        vec![
+            op(Op::Replace, "/canarySettings/deploymentId", Some(id)),
+            op(
+                Op::Replace,
+                "/canarySettings/percentTraffic",
+                Some(&percent.to_string()),
+            ),
+        ],
+    )
+    .await
+}
+
+/// Promotes the canary as AWS documents it (copy its deployment and its
+/// variable overrides onto the stage, its share to 0), then ends it.
+pub async fn promote_canary(aws: &ControlPlane, api: &str, stage: &str) -> Result<(), Error> {
+    patch(
+        aws,
+        api,
+        stage,
+        "promoting its canary",
+        vec![
+            PatchOperation::builder()
+                .op(Op::Copy)
+                .from("/canarySettings/deploymentId")
+                .path("/deploymentId")
+                .build(),
+            PatchOperation::builder()
+                .op(Op::Copy)
+                .from("/canarySettings/stageVariableOverrides")
+                .path("/variables")
+                .build(),
+            op(Op::Replace, "/canarySettings/percentTraffic", Some("0.0")),
+        ],
+    )
+    .await?;
+    end_canary(aws, api, stage).await
+}
+
+/// Ends the canary; the primary deployment is not touched.
+pub async fn end_canary(aws: &ControlPlane, api: &str, stage: &str) -> Result<(), Error> {
+    patch(
+        aws,
+        api,
+        stage,
+        "removing its canary",
+        vec![op(Op::Remove, "/canarySettings", None)],
+    )
+    .await
+}

@@ -27,6 +27,8 @@ pub enum State {
     Passed,
     /// The smoke failed; the stage is being put back.
     RollingBack,
+    /// A canary of the target runs on the stage; not judged yet.
+    Canary,
     /// The stage serves the previous deployment again.
     RolledBack,
 }
@@ -68,6 +70,9 @@ pub struct Journal {
     /// Whether the smoke passed on the target, once it ran.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub smoke_passed: Option<bool>,
+    /// A canary release instead of a switch: the share sent to the target.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub canary_percent: Option<f64>,
 }
 
 impl Journal {
@@ -174,7 +179,27 @@ pub struct Promotion {
     pub smoke: Option<Box<Summary>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub rollback_smoke: Option<Box<Summary>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub canary: Option<Box<CanaryReport>>,
     pub timings: Timings,
+}
+
+/// How the canary was judged.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CanaryReport {
+    pub percent: f64,
+    pub deployment_id: String,
+    /// The canary's share of the requests API Gateway logged, in percent,
+    /// and the bounds it had to fall in.
+    pub share: f64,
+    pub share_bounds: (f64, f64),
+    pub share_ok: bool,
+    pub canary: canary::Side,
+    pub primary: canary::Side,
+    pub rules: Vec<canary::Judged>,
+    /// The guarded traffic's own run: its checks, thresholds and verification.
+    pub run: Option<Box<Summary>>,
+    pub passed: bool,
 }
 
 /// Whether a summary may stand as the gate's evidence for `stage` serving

@@ -37,6 +37,23 @@ fn smoke_line(label: &str, s: &Summary) -> String {
     )
 }
 
+fn canary_line(c: &super::CanaryReport) -> String {
+    format!(
+        "canary {}% → {}: {} — {:.1}% of {} requests (bounds {:.1}–{:.1}%), canary p99 {:.1} ms / {} failed, primary p99 {:.1} ms / {} failed",
+        c.percent,
+        c.deployment_id,
+        if c.passed { "passed" } else { "FAILED" },
+        c.share,
+        c.canary.requests + c.primary.requests,
+        c.share_bounds.0,
+        c.share_bounds.1,
+        c.canary.latency_ms.p99,
+        c.canary.failed,
+        c.primary.latency_ms.p99,
+        c.primary.failed
+    )
+}
+
 pub fn terminal(p: &Promotion) -> String {
     let j = &p.journal;
     let mut out = String::new();
@@ -69,6 +86,19 @@ pub fn terminal(p: &Promotion) -> String {
     }
     if let Some(s) = &p.rollback_smoke {
         let _ = writeln!(out, "{}", smoke_line("smoke after rollback", s));
+    }
+    if let Some(c) = &p.canary {
+        let _ = writeln!(out, "{}", canary_line(c));
+        for j in &c.rules {
+            let _ = writeln!(
+                out,
+                "  {} {} ({:.2} against {:.2})",
+                if j.ok { "ok  " } else { "FAIL" },
+                j.rule,
+                j.canary,
+                j.limit
+            );
+        }
     }
     let _ = writeln!(out, "before: {}", ids(&p.before));
     let _ = writeln!(out, "after:  {}", ids(&p.after));
@@ -135,6 +165,19 @@ pub fn markdown(p: &Promotion) -> String {
             s.at,
             s.detail.replace('|', "\\|")
         );
+    }
+    if let Some(c) = &p.canary {
+        let _ = writeln!(out, "\n{}\n", canary_line(c));
+        for r in &c.rules {
+            let _ = writeln!(
+                out,
+                "- {} `{}`: {:.2} against {:.2}",
+                if r.ok { "ok" } else { "**failed**" },
+                r.rule,
+                r.canary,
+                r.limit
+            );
+        }
     }
     for (label, s) in [
         ("Gate run", p.gate.as_ref().and_then(|g| g.run.as_deref())),

@@ -592,3 +592,129 @@ fn a_smoke_that_prod_would_refuse_stops_the_promotion_before_the_switch() {
     );
     assert_eq!(w.serves("prod"), old, "prod was not touched");
 }
+
+impl World {
+    fn log_level(&self, stage: &str, level: &str) {
+        self.rt.block_on(async {
+            self.aws
+                .apigateway
+                .update_stage()
+                .rest_api_id(&self.api)
+                .stage_name(stage)
+                .patch_operations(
+                    PatchOperation::builder()
+                        .op(Op::Replace)
+                        .path("/*/*/logging/loglevel")
+                        .value(level)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        });
+        self.reload();
+    }
+
+    fn has_canary(&self, stage: &str) -> bool {
+        self.rt.block_on(async {
+            self.aws
+                .apigateway
+                .get_stage()
+                .rest_api_id(&self.api)
+                .stage_name(stage)
+                .send()
+                .await
+                .unwrap()
+                .canary_settings()
+                .is_some()
+        })
+    }
+}
+
+const CANARY: [&str; 6] = [
+    "--canary",
+    "20%",
+    "--canary-for",
+    "8s",
+    "--canary-rate",
+    "10",
+];
+
+#[test]
+fn a_clean_canary_is_promoted_with_its_share_within_bounds() {
+    let w = World::new();
+    let before = w.serves("prod");
+    let new = w.deploy(Some("test"));
+    w.log_level("prod", "INFO");
+    let scenario = w.scenario("crud.toml", CRUD);
+    let (output, doc) = w.promote(&scenario, &CANARY);
+    eprintln!("clean canary: {}", doc["timings"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{doc:#}",
+        text(&output.stderr)
+    );
+    let c = &doc["canary"];
+    assert_eq!(c["share_ok"], true, "{c:#}");
+    let (canary, primary) = (
+        c["canary"]["requests"].as_u64().unwrap(),
+        c["primary"]["requests"].as_u64().unwrap(),
+    );
+    assert!(
+        canary > 0 && primary > canary,
+        "canary {canary}, primary {primary}"
+    );
+    assert_eq!(doc["outcome"], "promoted");
+    assert_ne!(before, new);
+    assert_eq!(
+        w.serves("prod"),
+        new,
+        "the canary's deployment is prod's now"
+    );
+    assert!(!w.has_canary("prod"), "no canary settings left");
+}
+
+#[test]
+fn a_failing_canary_is_removed_and_the_primary_never_changes() {
+    let w = World::new();
+    let before = w.serves("prod");
+    // The canary's item route reads test's table: its GETs answer 404.
+    let uri = w.item_uri("test-user-service");
+    w.set_item_integration(&uri);
+    w.deploy(Some("test"));
+    w.log_level("prod", "INFO");
+    let scenario = w.scenario("crud.toml", CRUD);
+    let (output, doc) = w.promote(&scenario, &CANARY);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}\n{doc:#}",
+        text(&output.stderr)
+    );
+    assert_eq!(doc["outcome"], "canary-removed");
+    let rules = doc["canary"]["rules"].as_array().unwrap();
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["ok"] == false && r["rule"].as_str().unwrap().contains("error_rate")),
+        "{doc:#}"
+    );
+    assert!(doc["canary"]["canary"]["failed"].as_u64().unwrap() > 0);
+    assert_eq!(w.serves("prod"), before, "the primary never changed");
+    assert!(!w.has_canary("prod"));
+}
+
+#[test]
+fn a_canary_on_a_stage_without_execution_logs_is_refused() {
+    let w = World::new();
+    let before = w.serves("prod");
+    w.deploy(Some("test"));
+    let scenario = w.scenario("crud.toml", CRUD);
+    let (output, _) = w.promote(&scenario, &CANARY);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("loggingLevel INFO"), "{stderr}");
+    assert_eq!(w.serves("prod"), before);
+    assert!(!w.has_canary("prod"));
+}
