@@ -21,8 +21,8 @@ use crate::metrics::{
     ErrorCounts, LatencySummary, decode_histogram, encode_histogram, new_histogram,
 };
 use crate::summary::{
-    ChecksSummary, CleanupSummary, DynamoVerify, IsolationVerify, Leak, LogsVerify, StepPoint,
-    StepSummary, Summary, TimelinePoint, Totals, VerifySummary, rfc3339,
+    ChecksSummary, CleanupSummary, DynamoVerify, ExecutionLogsVerify, IsolationVerify, Leak,
+    LogsVerify, StepPoint, StepSummary, Summary, TimelinePoint, Totals, VerifySummary, rfc3339,
 };
 use crate::thresholds::Threshold;
 
@@ -487,6 +487,17 @@ fn merge_verify(parts: &[Summary]) -> Result<Option<VerifySummary>, MergeError> 
             invocations: logs.iter().map(|l| l.invocations).max().unwrap_or(0),
             waited_s: logs.iter().map(|l| l.waited_s).fold(0.0, f64::max),
             examples: examples(&mut logs.iter().map(|l| &l.examples)),
+            routing: first.routing.clone(),
+            proven_by: {
+                let mut by = BTreeMap::new();
+                for l in &logs {
+                    for (channel, n) in &l.proven_by {
+                        *by.entry(channel.clone()).or_insert(0) += n;
+                    }
+                }
+                by
+            },
+            execution_logs: merge_execution_logs(&logs),
         }),
         isolation: isolation.first().map(|_| {
             let mut stages: Vec<String> = Vec::new();
@@ -526,6 +537,42 @@ fn merge_verify(parts: &[Summary]) -> Result<Option<VerifySummary>, MergeError> 
         }),
         api_calls,
     }))
+}
+
+/// Shards ran against the same stage: its execution-log group is one; the
+/// counts add up, and the note stays only when no shard saw the log on.
+fn merge_execution_logs(logs: &[&LogsVerify]) -> Option<ExecutionLogsVerify> {
+    let parts: Vec<&ExecutionLogsVerify> = logs
+        .iter()
+        .filter_map(|l| l.execution_logs.as_ref())
+        .collect();
+    let first = parts.first()?;
+    let known = parts
+        .iter()
+        .find(|p| p.log_group.is_some())
+        .unwrap_or(first);
+    let enabled = parts.iter().any(|p| p.enabled);
+    Some(ExecutionLogsVerify {
+        log_group: known.log_group.clone(),
+        rest_api: known.rest_api.clone(),
+        rest_api_from: known.rest_api_from.clone(),
+        enabled,
+        with_lines: parts.iter().map(|p| p.with_lines).sum(),
+        proven: parts.iter().map(|p| p.proven).sum(),
+        other_function: parts.iter().map(|p| p.other_function).sum(),
+        configuration_errors: parts.iter().map(|p| p.configuration_errors).sum(),
+        examples: parts
+            .iter()
+            .flat_map(|p| &p.examples)
+            .take(EXAMPLES)
+            .cloned()
+            .collect(),
+        note: if enabled {
+            None
+        } else {
+            parts.iter().find_map(|p| p.note.clone())
+        },
+    })
 }
 
 /// The earliest RFC 3339 time; text that does not parse is kept only when

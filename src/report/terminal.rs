@@ -362,9 +362,25 @@ fn render_verify(summary: &Summary, v: &crate::summary::VerifySummary, color: bo
         }
     }
     if let Some(l) = &v.logs {
+        let by = |channel: &str| l.proven_by.get(channel).copied();
+        let channels = match (by("function_logs"), by("execution_logs")) {
+            (Some(f), Some(e)) => {
+                format!(" ({f} by the function's logs, {e} by API Gateway's execution log)")
+            }
+            (None, Some(_)) => " through API Gateway's execution log".to_string(),
+            _ => " in the function's logs".to_string(),
+        };
+        let window = if by("function_logs").is_some() || l.proven_by.is_empty() {
+            format!(
+                "{} invocations in the window, waited {:.1}s",
+                l.invocations, l.waited_s
+            )
+        } else {
+            format!("waited {:.1}s", l.waited_s)
+        };
         let _ = writeln!(
             out,
-            "  {} log group {}: {} of {} requests found in the function's logs{} ({} invocations in the window, waited {:.1}s)",
+            "  {} log group {}: {} of {} requests found{channels}{} ({window})",
             mark(l.missing == 0),
             l.log_group,
             l.found,
@@ -374,11 +390,38 @@ fn render_verify(summary: &Summary, v: &crate::summary::VerifySummary, color: bo
             } else {
                 String::new()
             },
-            l.invocations,
-            l.waited_s
         );
-        for e in &l.examples {
+        if let Some(x) = &l.execution_logs
+            && let Some(group) = &x.log_group
+        {
+            let mut also = String::new();
+            if x.other_function > 0 {
+                let _ = write!(also, ", {} invoked another function", x.other_function);
+            }
+            if x.configuration_errors > 0 {
+                let _ = write!(also, ", {} configuration errors", x.configuration_errors);
+            }
+            let _ = writeln!(
+                out,
+                "      execution log {group} (REST API {}{}): {} requests with lines, {} followed to the function's REPORT{also}",
+                x.rest_api.as_deref().unwrap_or("?"),
+                x.rest_api_from
+                    .as_deref()
+                    .map(|f| format!(", from {}", f.replace('_', " ")))
+                    .unwrap_or_default(),
+                x.with_lines,
+                x.proven
+            );
+        }
+        for e in l
+            .examples
+            .iter()
+            .chain(l.execution_logs.iter().flat_map(|x| &x.examples))
+        {
             let _ = writeln!(out, "      {e}");
+        }
+        if let Some(note) = l.execution_logs.as_ref().and_then(|x| x.note.as_deref()) {
+            let _ = writeln!(out, "  {}", paint(color, "33", &format!("note: {note}")));
         }
     }
     if let Some(i) = &v.isolation {

@@ -14,6 +14,7 @@ mod jsonpath;
 mod layers;
 mod lines;
 mod reports;
+mod routing;
 mod scenarios;
 mod verdicts;
 mod verify;
