@@ -413,6 +413,9 @@ fn render_verify(summary: &Summary, v: &crate::summary::VerifySummary, color: bo
                 x.proven
             );
         }
+        if let Some(x) = &l.execution_logs {
+            out.push_str(&render_time_split(&x.time_split));
+        }
         for e in l
             .examples
             .iter()
@@ -452,6 +455,44 @@ fn render_verify(summary: &Summary, v: &crate::summary::VerifySummary, color: bo
             out,
             "  cleanup of {}: {} items deleted, {} left (changed since written), {} failed",
             c.table, c.deleted, c.skipped, c.failed
+        );
+    }
+    out
+}
+
+/// Per step, where the time of the requests followed through API Gateway's
+/// log went: p50 / p90 / p99 of each part, in ms.
+fn render_time_split(splits: &[crate::summary::StepTimeSplit]) -> String {
+    let mut out = String::new();
+    if splits.is_empty() {
+        return out;
+    }
+    let cell = |l: &LatencySummary| format!("{:.1} / {:.1} / {:.1}", l.p50, l.p90, l.p99);
+    let width = splits
+        .iter()
+        .map(|s| s.step.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "      where the time went, ms p50 / p90 / p99 (client = API Gateway + integration; the function runs inside the integration):"
+    );
+    let _ = writeln!(
+        out,
+        "        {:<width$}  {:>8}  {:<22} {:<22} {:<22} {:<22}",
+        "step", "requests", "client", "API Gateway", "integration", "function"
+    );
+    for s in splits {
+        let _ = writeln!(
+            out,
+            "        {:<width$}  {:>8}  {:<22} {:<22} {:<22} {:<22}",
+            s.step,
+            s.requests,
+            cell(&s.client_ms),
+            cell(&s.api_gateway_ms),
+            cell(&s.integration_ms),
+            cell(&s.function_ms)
         );
     }
     out

@@ -483,6 +483,38 @@ pub struct ExecutionLogsVerify {
     /// When the channel proved nothing: why, and how to turn it on (one sentence).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Where each step's time went, from the requests proven by this channel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub time_split: Vec<StepTimeSplit>,
+}
+
+/// Where one step's time went, per request: the client's service time (from
+/// the send) = API Gateway's own part (with the network) + API Gateway's
+/// `Integration latency`, which holds the function's `Duration`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StepTimeSplit {
+    pub step: String,
+    /// Requests followed to their `REPORT`: what the figures are of.
+    pub requests: u64,
+    pub client_ms: LatencySummary,
+    /// Client minus integration latency.
+    pub api_gateway_ms: LatencySummary,
+    pub integration_ms: LatencySummary,
+    pub function_ms: LatencySummary,
+    /// Requests whose integration latency (whole ms, API Gateway's clock)
+    /// exceeded the client's time; their API Gateway part counts as 0.
+    #[serde(default)]
+    pub clamped: u64,
+    /// The four as HDR histograms of µs (V2 + deflate, base64), for merging.
+    pub histograms: TimeSplitHistograms,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TimeSplitHistograms {
+    pub client: String,
+    pub api_gateway: String,
+    pub integration: String,
+    pub function: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

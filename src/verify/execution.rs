@@ -12,7 +12,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::lines::{Execution, parse_execution, parse_report};
+use hdrhistogram::Histogram;
+
+use super::lines::{Execution, Report, parse_execution, parse_report};
+use crate::metrics::new_histogram;
 
 /// Server-side terms for the lines the chain reads, as one OR pattern. Only a
 /// volume cut: emulators ignore `?` and return every event, and each line is
@@ -137,7 +140,7 @@ impl<'a> Chains<'a> {
 }
 
 /// Collects the `REPORT`s (text or JSON) of the Lambda request ids asked about.
-pub fn visit_report(message: &str, wanted: &HashSet<String>, found: &mut HashSet<String>) {
+pub fn visit_report(message: &str, wanted: &HashSet<String>, found: &mut HashMap<String, Report>) {
     // Cheap test first: most lines of a function's group are not reports.
     if !(message.contains("REPORT RequestId") || message.contains("platform.report")) {
         return;
@@ -145,7 +148,60 @@ pub fn visit_report(message: &str, wanted: &HashSet<String>, found: &mut HashSet
     if let Some(report) = parse_report(message)
         && wanted.contains(&report.request_id)
     {
-        found.insert(report.request_id);
+        found.insert(report.request_id.clone(), report);
+    }
+}
+
+/// Where one step's time went, over the requests followed to their
+/// `REPORT`: the client's service time, API Gateway's `Integration latency`,
+/// the difference (API Gateway's own part, with the network), and the
+/// function's `Duration`. HDR histograms of µs, so shards merge exactly.
+pub struct TimeSplit {
+    pub client_us: Histogram<u64>,
+    pub integration_us: Histogram<u64>,
+    pub api_gateway_us: Histogram<u64>,
+    pub function_us: Histogram<u64>,
+    /// Requests whose integration latency exceeded the client's time (clocks
+    /// disagree by up to a millisecond: API Gateway logs whole ms): their
+    /// API Gateway part is counted as 0.
+    pub clamped: u64,
+}
+
+impl Default for TimeSplit {
+    fn default() -> Self {
+        TimeSplit {
+            client_us: new_histogram(),
+            integration_us: new_histogram(),
+            api_gateway_us: new_histogram(),
+            function_us: new_histogram(),
+            clamped: 0,
+        }
+    }
+}
+
+impl TimeSplit {
+    pub fn record(&mut self, service_us: u64, integration_ms: Option<f64>, function_ms: f64) {
+        let us = |ms: f64| (ms.max(0.0) * 1000.0).round() as u64;
+        // `record`, not `saturating_record`: these histograms grow to fit,
+        // and a saturating record would clamp to their initial range.
+        let record = |h: &mut Histogram<u64>, v: u64| {
+            let _ = h.record(v);
+        };
+        record(&mut self.client_us, service_us);
+        if let Some(ms) = integration_ms {
+            let integration = us(ms);
+            record(&mut self.integration_us, integration);
+            match service_us.checked_sub(integration) {
+                Some(own) => record(&mut self.api_gateway_us, own),
+                None => {
+                    self.clamped += 1;
+                    record(&mut self.api_gateway_us, 0);
+                }
+            }
+        }
+        if function_ms.is_finite() {
+            record(&mut self.function_us, us(function_ms));
+        }
     }
 }
 
@@ -182,11 +238,11 @@ impl Routed<'_> {
 /// Judges one request's chain. `others` are (stage, function) of the other
 /// stages; `reports` the Lambda request ids whose `REPORT` the stage's own
 /// function group holds.
-pub fn judge<'a>(
+pub fn judge<'a, R>(
     chain: Option<&'a Chain>,
     own_function: &str,
     others: &'a [(String, String)],
-    reports: &HashSet<String>,
+    reports: &HashMap<String, R>,
 ) -> Routed<'a> {
     let Some(chain) = chain else {
         return Routed::NoLines;
@@ -213,7 +269,7 @@ pub fn judge<'a>(
     }
     match &chain.lambda_request_id {
         None => Routed::Incomplete("no `AWS Integration Endpoint RequestId` line".into()),
-        Some(id) if !reports.contains(id) => Routed::Incomplete(format!(
+        Some(id) if !reports.contains_key(id) => Routed::Incomplete(format!(
             "no REPORT for Lambda request id {id} in the function's log group"
         )),
         Some(_) => Routed::Proven,
@@ -250,6 +306,10 @@ mod tests {
         )
     }
 
+    fn no_reports() -> HashMap<String, ()> {
+        HashMap::new()
+    }
+
     fn others() -> Vec<(String, String)> {
         vec![("prod".to_string(), "user-service".to_string())]
     }
@@ -264,7 +324,7 @@ mod tests {
         let mut chains = Chains::new(wanted);
         exec.iter().for_each(|l| chains.visit(l));
         let lambda_ids = chains.lambda_ids_of(OWN);
-        let mut reports = HashSet::new();
+        let mut reports = HashMap::new();
         function
             .iter()
             .for_each(|l| visit_report(l, &lambda_ids, &mut reports));
@@ -325,7 +385,7 @@ mod tests {
         // Its REPORT is in the other function's group, never asked for.
         assert!(chains.lambda_ids_of(OWN).is_empty());
         let others = others();
-        match judge(chains.get("r-1"), OWN, &others, &HashSet::new()) {
+        match judge(chains.get("r-1"), OWN, &others, &no_reports()) {
             Routed::OtherFunction { arn, line, stage } => {
                 assert_eq!(
                     arn,
@@ -342,7 +402,7 @@ mod tests {
         let mut chains = Chains::new(&wanted);
         exec.iter().for_each(|l| chains.visit(l));
         assert!(matches!(
-            judge(chains.get("r-1"), OWN, &others, &HashSet::new()),
+            judge(chains.get("r-1"), OWN, &others, &no_reports()),
             Routed::OtherFunction { stage: None, .. }
         ));
     }
@@ -356,7 +416,7 @@ mod tests {
             "(r-1) Execution failed due to configuration error: Invalid permissions on Lambda function",
         );
         let others = others();
-        let reports = HashSet::new();
+        let reports = no_reports();
         assert_eq!(
             judge(chains.get("r-1"), OWN, &others, &reports),
             Routed::ConfigurationError("Invalid permissions on Lambda function")
@@ -387,7 +447,12 @@ mod tests {
         let chain = chains.get("r-1").unwrap();
         assert_eq!(chain.invoked, None);
         assert!(matches!(
-            judge(Some(chain), OWN, &others(), &["l-1".to_string()].into()),
+            judge(
+                Some(chain),
+                OWN,
+                &others(),
+                &HashMap::from([("l-1".to_string(), ())])
+            ),
             Routed::Incomplete(_)
         ));
     }
@@ -430,6 +495,28 @@ mod tests {
         );
         assert_eq!(groups_of_stage(&names, "prod").len(), 1);
         assert_eq!(execution_group("abc", "test"), names[0]);
+    }
+
+    #[test]
+    fn splits_the_clients_time_at_the_integration() {
+        let mut split = TimeSplit::default();
+        for i in 0..100u64 {
+            // 60 ms at the client, 50 in the integration, 48.5 in the function.
+            split.record(60_000 + i, Some(50.0), 48.5);
+        }
+        // API Gateway logs whole ms: a little over the client's time is clamped.
+        split.record(49_800, Some(50.0), 49.0);
+        let p50 = |h: &Histogram<u64>| h.value_at_quantile(0.5);
+        assert!((10_000..10_100).contains(&p50(&split.api_gateway_us)));
+        assert!((49_950..50_050).contains(&p50(&split.integration_us)));
+        assert!((48_450..48_550).contains(&p50(&split.function_us)));
+        assert_eq!(split.api_gateway_us.min(), 0);
+        assert_eq!(split.clamped, 1);
+        assert_eq!(split.client_us.len(), 101);
+        // No integration latency logged: the client's time alone is kept.
+        split.record(70_000, None, 1.0);
+        assert_eq!(split.client_us.len(), 102);
+        assert_eq!(split.integration_us.len(), 101);
     }
 
     proptest! {

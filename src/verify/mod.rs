@@ -16,13 +16,15 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::aws::Clients;
 use crate::error::Error;
+use crate::metrics::{LatencySummary, encode_histogram};
 use crate::scenario::{LogMatch, Plan, Stage};
 use crate::summary::{
     CleanupSummary, DynamoVerify, ExecutionLogsVerify, IsolationVerify, Leak, LogsVerify,
-    VerifySummary,
+    StepTimeSplit, TimeSplitHistograms, VerifySummary,
 };
 use dynamodb::{Item, TableKeys};
-use execution::{Chains, Routed};
+use execution::{Chains, Routed, TimeSplit};
+use lines::Report;
 use logs::{Pacer, Window};
 use records::{InvocationRecord, Reservoir, WriteRecord, Written};
 
@@ -273,7 +275,7 @@ impl Verifier {
             .collect();
         let function_pattern = function_pattern(plan, by_function);
         let mut seen: HashSet<String> = HashSet::new();
-        let mut reports: HashSet<String> = HashSet::new();
+        let mut reports: HashMap<String, Report> = HashMap::new();
         let mut exec_group: Option<Result<ExecutionGroup, String>> = None;
         let mut chains = Chains::new(&request_ids);
         let mut pause = Duration::from_millis(500);
@@ -302,7 +304,7 @@ impl Verifier {
             let wanted_reports: HashSet<String> = chains
                 .lambda_ids_of(own_function)
                 .into_iter()
-                .filter(|id| !reports.contains(id))
+                .filter(|id| !reports.contains_key(id))
                 .collect();
             if by_function || !wanted_reports.is_empty() {
                 let pattern = match (&function_pattern, wanted_reports.is_empty()) {
@@ -311,7 +313,7 @@ impl Verifier {
                     (None, _) if by_function => None,
                     (None, _) => Some(execution::REPORT_TERMS.to_string()),
                 };
-                let mut found = HashSet::new();
+                let mut found = HashMap::new();
                 logs::scan(
                     &self.clients.logs,
                     &self.pacer,
@@ -342,6 +344,15 @@ impl Verifier {
                 let verdict = routed(i, &chains, own_function, &others, &reports);
                 routing.proves(f, verdict == Routed::Proven) || verdict.is_final()
             });
+            // A stage that writes execution logs for the run is waited for
+            // too (its lines may lag the function's): what it shows of each
+            // request (a leak, the time split) is worth the wait. One that
+            // wrote none for the run is not.
+            let execution_settled = chains.is_empty()
+                || invocations
+                    .iter()
+                    .all(|i| routed(i, &chains, own_function, &others, &reports).is_final());
+            let settled = settled && execution_settled;
             if settled || Instant::now() >= deadline {
                 break;
             }
@@ -387,6 +398,7 @@ impl Verifier {
             None => ExecutionLogsVerify::default(),
         });
         let mut by_stage: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut splits: Vec<TimeSplit> = plan.steps.iter().map(|_| TimeSplit::default()).collect();
         let (mut proven_by_function, mut proven_by_execution) = (0, 0);
         for invocation in invocations {
             let f = by_function && is_found(plan, invocation, &seen, mode);
@@ -394,6 +406,20 @@ impl Verifier {
             let e = verdict == Routed::Proven;
             proven_by_function += u64::from(f);
             proven_by_execution += u64::from(e);
+            if e && let Some(id) = invocation.request_id.text()
+                && let Some(chain) = chains.get(&id)
+                && let Some(report) = chain
+                    .lambda_request_id
+                    .as_ref()
+                    .and_then(|l| reports.get(l))
+                && let Some(split) = splits.get_mut(invocation.step as usize)
+            {
+                split.record(
+                    u64::from(invocation.service_us),
+                    chain.integration_latency_ms,
+                    report.duration_ms,
+                );
+            }
             if let Some(x) = exec.as_mut() {
                 x.proven += u64::from(e);
                 match &verdict {
@@ -450,6 +476,13 @@ impl Verifier {
             result
                 .proven_by
                 .insert("execution_logs".to_string(), proven_by_execution);
+            x.time_split = plan
+                .steps
+                .iter()
+                .zip(&splits)
+                .filter(|(_, split)| !split.client_us.is_empty())
+                .map(|(step, split)| time_split(&step.name, split))
+                .collect();
             if x.note.is_none() && !x.enabled && !invocations.is_empty() {
                 x.note = Some(no_lines_note(
                     plan,
@@ -858,11 +891,29 @@ fn routed<'a>(
     chains: &'a Chains<'_>,
     own_function: &str,
     others: &'a [(String, String)],
-    reports: &HashSet<String>,
+    reports: &HashMap<String, Report>,
 ) -> Routed<'a> {
     match invocation.request_id.text() {
         Some(id) => execution::judge(chains.get(&id), own_function, others, reports),
         None => Routed::NoLines,
+    }
+}
+
+fn time_split(step: &str, split: &TimeSplit) -> StepTimeSplit {
+    StepTimeSplit {
+        step: step.to_string(),
+        requests: split.client_us.len(),
+        client_ms: LatencySummary::from_histogram_us(&split.client_us),
+        api_gateway_ms: LatencySummary::from_histogram_us(&split.api_gateway_us),
+        integration_ms: LatencySummary::from_histogram_us(&split.integration_us),
+        function_ms: LatencySummary::from_histogram_us(&split.function_us),
+        clamped: split.clamped,
+        histograms: TimeSplitHistograms {
+            client: encode_histogram(&split.client_us),
+            api_gateway: encode_histogram(&split.api_gateway_us),
+            integration: encode_histogram(&split.integration_us),
+            function: encode_histogram(&split.function_us),
+        },
     }
 }
 

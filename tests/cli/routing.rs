@@ -396,3 +396,49 @@ fn a_bad_routing_setting_names_its_file_line_and_field() {
     assert!(err.contains("abc123defg"), "{err}");
     assert!(err.contains("in verify.rest_api"), "{err}");
 }
+
+/// Where the time went: with 50 ms added inside the function, API Gateway's
+/// integration latency and the function's Duration both hold the 50 ms, API
+/// Gateway's own part stays small, and the parts add up to the client's time.
+#[test]
+fn the_time_splits_into_api_gateway_integration_and_function() {
+    let moto = Moto::start();
+    // Cold starts (init time inside the integration) would be a part of their own.
+    let sandbox = Sandbox::start(&moto, &["latency=50"], &["--cold-start", "1ms"]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    set_loglevel(&rt, &aws, &sandbox, &api, "INFO");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, s, out) = run(&sandbox, dir.path(), "", 10);
+    assert_eq!(code, 0, "{out}\n{s:#}");
+    let splits = s["verify"]["logs"]["execution_logs"]["time_split"]
+        .as_array()
+        .unwrap();
+    assert_eq!(splits.len(), 2, "{s:#}");
+    for (i, split) in splits.iter().enumerate() {
+        let step = &s["steps"][i];
+        assert_eq!(split["step"], step["name"], "{s:#}");
+        assert_eq!(split["requests"], 10, "{s:#}");
+        let p50 = |part: &str| split[part]["p50"].as_f64().unwrap();
+        let mean = |part: &str| split[part]["mean"].as_f64().unwrap();
+        assert!((50.0..90.0).contains(&p50("integration_ms")), "{split:#}");
+        assert!((50.0..90.0).contains(&p50("function_ms")), "{split:#}");
+        assert!(
+            p50("function_ms") <= p50("integration_ms") + 1.0,
+            "{split:#}"
+        );
+        assert!(p50("api_gateway_ms") < 25.0, "{split:#}");
+        // API Gateway logs whole ms, floored: never more than the client saw.
+        assert_eq!(split["clamped"], 0, "{split:#}");
+        let sum = mean("api_gateway_ms") + mean("integration_ms");
+        assert!((sum - mean("client_ms")).abs() < 0.5, "{split:#}");
+        // The split's client time is the engine's own service time.
+        let engine = step["service_time_ms"]["p50"].as_f64().unwrap();
+        assert!(
+            (p50("client_ms") - engine).abs() < 1.0,
+            "{engine} {split:#}"
+        );
+    }
+    assert!(out.contains("where the time went"), "{out}");
+}
