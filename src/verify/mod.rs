@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::aws::Clients;
 use crate::error::Error;
 use crate::metrics::{LatencySummary, encode_histogram};
-use crate::scenario::{LogMatch, Plan, Stage};
+use crate::scenario::{LogMatch, Plan, Routing, Stage};
 use crate::summary::{
     CleanupSummary, DynamoVerify, ExecutionLogsVerify, IsolationVerify, Leak, LogsVerify,
     StepTimeSplit, TimeSplitHistograms, VerifySummary,
@@ -277,28 +277,54 @@ impl Verifier {
         let mut seen: HashSet<String> = HashSet::new();
         let mut reports: HashMap<String, Report> = HashMap::new();
         let mut exec_group: Option<Result<ExecutionGroup, String>> = None;
+        let mut exec_unreadable = false;
         let mut chains = Chains::new(&request_ids);
         let mut pause = Duration::from_millis(500);
         loop {
-            if !request_ids.is_empty() {
+            if !request_ids.is_empty() && !exec_unreadable {
                 // A group appears with its first line: look again while absent.
-                if !matches!(exec_group, Some(Ok(_))) {
-                    exec_group = Some(self.execution_group(plan).await?);
-                }
-                if let Some(Ok(found)) = &exec_group {
-                    // Rebuilt from every line in the window: ingestion order
-                    // is not line order, and a re-read line counts once.
-                    chains = Chains::new(&request_ids);
-                    logs::scan(
-                        &self.clients.logs,
-                        &self.pacer,
-                        &found.name,
-                        window,
-                        Some(execution::EXECUTION_PATTERN),
-                        |m| chains.visit(m),
-                    )
-                    .await
-                    .map_err(Error::from)?;
+                let looked_up = match &exec_group {
+                    Some(Ok(_)) => Ok(()),
+                    _ => self.execution_group(plan).await.map(|g| {
+                        exec_group = Some(g);
+                    }),
+                };
+                let scanned = match (looked_up, &exec_group) {
+                    (Ok(()), Some(Ok(found))) => {
+                        // Rebuilt from every line in the window: ingestion
+                        // order is not line order, and a re-read line counts once.
+                        let mut fresh = Chains::new(&request_ids);
+                        let read = logs::scan(
+                            &self.clients.logs,
+                            &self.pacer,
+                            &found.name,
+                            window,
+                            Some(execution::EXECUTION_PATTERN),
+                            |m| fresh.visit(m),
+                        )
+                        .await
+                        .map_err(Error::from);
+                        if read.is_ok() {
+                            chains = fresh;
+                        }
+                        read
+                    }
+                    (looked_up, _) => looked_up,
+                };
+                match scanned {
+                    Ok(()) => {}
+                    // Asked for, the channel must work; offered (auto), a
+                    // log the credentials cannot read is one sentence, and
+                    // the function's logs decide.
+                    Err(e) if routing == Routing::Auto => {
+                        exec_unreadable = true;
+                        chains = Chains::new(&request_ids);
+                        exec_group = Some(Err(format!(
+                            "API Gateway's execution log of stage {} could not be read ({e}), so only the function's logs proved routing",
+                            plan.stage.name
+                        )));
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             let wanted_reports: HashSet<String> = chains
@@ -395,7 +421,12 @@ impl Verifier {
                 note: Some(note.clone()),
                 ..ExecutionLogsVerify::default()
             },
-            None => ExecutionLogsVerify::default(),
+            None => ExecutionLogsVerify {
+                note: (!invocations.is_empty()).then(|| {
+                    "no answer of the run carried x-amzn-RequestId (API Gateway sets it on every answer it sends), so API Gateway's execution log could not be followed".to_string()
+                }),
+                ..ExecutionLogsVerify::default()
+            },
         });
         let mut by_stage: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         let mut splits: Vec<TimeSplit> = plan.steps.iter().map(|_| TimeSplit::default()).collect();

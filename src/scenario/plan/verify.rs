@@ -185,7 +185,11 @@ pub(super) fn build_verify(
     if off {
         isolate_from.clear();
     }
-    let logs = !off && spec.logs.unwrap_or(dynamodb || !isolate_from.is_empty());
+    // Naming the channels that prove invocations asks for them to be proven.
+    let logs = !off
+        && spec
+            .logs
+            .unwrap_or(dynamodb || !isolate_from.is_empty() || spec.routing.is_some());
     let correlation_header = match &spec.correlation_header {
         Some(h) if h.get_ref().is_empty() => None,
         Some(h) => Some(header_name(h.get_ref()).map_err(|m| cx.error(h.span(), m))?),
