@@ -442,3 +442,35 @@ fn the_time_splits_into_api_gateway_integration_and_function() {
     }
     assert!(out.contains("where the time went"), "{out}");
 }
+
+/// Ingestion takes seconds on AWS: lines that arrive late are polled for,
+/// through the execution-log channel as through the function's.
+#[test]
+fn late_execution_logs_are_polled_for() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &["log-delay=1500"], &[]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    set_loglevel(&rt, &aws, &sandbox, &api, "INFO");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, s, out) = run(
+        &sandbox,
+        dir.path(),
+        &format!("routing = \"execution-logs\"\nrest_api = \"{api}\""),
+        3,
+    );
+    assert_eq!(code, 0, "{out}\n{s:#}");
+    let logs = &s["verify"]["logs"];
+    assert_eq!(logs["found"], 6, "{s:#}");
+    assert_eq!(logs["proven_by"]["execution_logs"], 6, "{s:#}");
+    // Found by polling, not at the first look.
+    assert!(logs["waited_s"].as_f64().unwrap() >= 1.0, "{s:#}");
+    assert!(
+        s["verify"]["api_calls"]["FilterLogEvents"]
+            .as_u64()
+            .unwrap()
+            >= 2,
+        "{s:#}"
+    );
+}
