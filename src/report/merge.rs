@@ -607,6 +607,12 @@ fn merge_time_splits(parts: &[&ExecutionLogsVerify]) -> Result<Vec<StepTimeSplit
             let api_gateway = add(|h| &h.api_gateway, "API Gateway")?;
             let integration = add(|h| &h.integration, "integration")?;
             let function = add(|h| &h.function, "function")?;
+            // Older summaries carry no init histogram: nothing to add.
+            let init = add_histograms(
+                of.iter()
+                    .filter(|s| !s.histograms.init.is_empty())
+                    .map(|s| (&s.histograms.init, format!("step {step}'s init time"))),
+            )?;
             Ok(StepTimeSplit {
                 step: step.to_string(),
                 requests: of.iter().map(|s| s.requests).sum(),
@@ -614,12 +620,15 @@ fn merge_time_splits(parts: &[&ExecutionLogsVerify]) -> Result<Vec<StepTimeSplit
                 api_gateway_ms: LatencySummary::from_histogram_us(&api_gateway),
                 integration_ms: LatencySummary::from_histogram_us(&integration),
                 function_ms: LatencySummary::from_histogram_us(&function),
+                cold_starts: of.iter().map(|s| s.cold_starts).sum(),
+                init_ms: LatencySummary::from_histogram_us(&init),
                 clamped: of.iter().map(|s| s.clamped).sum(),
                 histograms: TimeSplitHistograms {
                     client: encode_histogram(&client),
                     api_gateway: encode_histogram(&api_gateway),
                     integration: encode_histogram(&integration),
                     function: encode_histogram(&function),
+                    init: encode_histogram(&init),
                 },
             })
         })
@@ -913,7 +922,12 @@ mod tests {
         let shard = |name, api_gateway_us: &[u64], enabled: bool| {
             let mut split = crate::verify::execution::TimeSplit::default();
             for us in api_gateway_us {
-                split.record(us + 50_000, Some(50.0), 45.0);
+                split.record(
+                    us + 50_000,
+                    Some(50.0),
+                    45.0,
+                    (*us > 20_000).then_some(300.0),
+                );
             }
             let hist = |h: &Histogram<u64>| encode_histogram(h);
             let mut s = summary(&[1_000], Some(name), 0);
@@ -937,7 +951,9 @@ mod tests {
                                 api_gateway: hist(&split.api_gateway_us),
                                 integration: hist(&split.integration_us),
                                 function: hist(&split.function_us),
+                                init: hist(&split.init_us),
                             },
+                            cold_starts: split.init_us.len(),
                             ..StepTimeSplit::default()
                         }],
                         ..ExecutionLogsVerify::default()
@@ -972,6 +988,8 @@ mod tests {
             "{split:?}"
         );
         assert!((44.9..45.1).contains(&split.function_ms.p50), "{split:?}");
+        assert_eq!(split.cold_starts, 4);
+        assert!((299.0..301.0).contains(&split.init_ms.p50), "{split:?}");
     }
 
     #[test]

@@ -480,19 +480,24 @@ fn render_time_split(splits: &[crate::summary::StepTimeSplit]) -> String {
     );
     let _ = writeln!(
         out,
-        "        {:<width$}  {:>8}  {:<22} {:<22} {:<22} {:<22}",
+        "        {:<width$}  {:>8}  {:<22} {:<22} {:<22} {:<22} cold starts",
         "step", "requests", "client", "API Gateway", "integration", "function"
     );
     for s in splits {
         let _ = writeln!(
             out,
-            "        {:<width$}  {:>8}  {:<22} {:<22} {:<22} {:<22}",
+            "        {:<width$}  {:>8}  {:<22} {:<22} {:<22} {:<22} {}",
             s.step,
             s.requests,
             cell(&s.client_ms),
             cell(&s.api_gateway_ms),
             cell(&s.integration_ms),
-            cell(&s.function_ms)
+            cell(&s.function_ms),
+            if s.cold_starts > 0 {
+                format!("{} (init p50 {:.1})", s.cold_starts, s.init_ms.p50)
+            } else {
+                "0".to_string()
+            }
         );
     }
     out

@@ -501,6 +501,12 @@ pub struct StepTimeSplit {
     pub api_gateway_ms: LatencySummary,
     pub integration_ms: LatencySummary,
     pub function_ms: LatencySummary,
+    /// Requests whose `REPORT` has an `Init Duration`: cold starts.
+    #[serde(default)]
+    pub cold_starts: u64,
+    /// Their init durations.
+    #[serde(default)]
+    pub init_ms: LatencySummary,
     /// Requests whose integration latency (whole ms, API Gateway's clock)
     /// exceeded the client's time; their API Gateway part counts as 0.
     #[serde(default)]
@@ -515,6 +521,8 @@ pub struct TimeSplitHistograms {
     pub api_gateway: String,
     pub integration: String,
     pub function: String,
+    #[serde(default)]
+    pub init: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -161,6 +161,8 @@ pub struct TimeSplit {
     pub integration_us: Histogram<u64>,
     pub api_gateway_us: Histogram<u64>,
     pub function_us: Histogram<u64>,
+    /// `Init Duration` of the requests that were cold starts.
+    pub init_us: Histogram<u64>,
     /// Requests whose integration latency exceeded the client's time (clocks
     /// disagree by up to a millisecond: API Gateway logs whole ms): their
     /// API Gateway part is counted as 0.
@@ -174,13 +176,23 @@ impl Default for TimeSplit {
             integration_us: new_histogram(),
             api_gateway_us: new_histogram(),
             function_us: new_histogram(),
+            init_us: new_histogram(),
             clamped: 0,
         }
     }
 }
 
 impl TimeSplit {
-    pub fn record(&mut self, service_us: u64, integration_ms: Option<f64>, function_ms: f64) {
+    /// One request: its service time at the client, API Gateway's
+    /// integration latency, and its `REPORT`'s `Duration` and `Init Duration`
+    /// (a cold start).
+    pub fn record(
+        &mut self,
+        service_us: u64,
+        integration_ms: Option<f64>,
+        function_ms: f64,
+        init_ms: Option<f64>,
+    ) {
         let us = |ms: f64| (ms.max(0.0) * 1000.0).round() as u64;
         // `record`, not `saturating_record`: these histograms grow to fit,
         // and a saturating record would clamp to their initial range.
@@ -201,6 +213,9 @@ impl TimeSplit {
         }
         if function_ms.is_finite() {
             record(&mut self.function_us, us(function_ms));
+        }
+        if let Some(init) = init_ms.filter(|i| i.is_finite()) {
+            record(&mut self.init_us, us(init));
         }
     }
 }
@@ -502,19 +517,21 @@ mod tests {
         let mut split = TimeSplit::default();
         for i in 0..100u64 {
             // 60 ms at the client, 50 in the integration, 48.5 in the function.
-            split.record(60_000 + i, Some(50.0), 48.5);
+            split.record(60_000 + i, Some(50.0), 48.5, None);
         }
         // API Gateway logs whole ms: a little over the client's time is clamped.
-        split.record(49_800, Some(50.0), 49.0);
+        split.record(49_800, Some(50.0), 49.0, Some(812.5));
         let p50 = |h: &Histogram<u64>| h.value_at_quantile(0.5);
         assert!((10_000..10_100).contains(&p50(&split.api_gateway_us)));
         assert!((49_950..50_050).contains(&p50(&split.integration_us)));
         assert!((48_450..48_550).contains(&p50(&split.function_us)));
         assert_eq!(split.api_gateway_us.min(), 0);
         assert_eq!(split.clamped, 1);
+        assert_eq!(split.init_us.len(), 1);
+        assert!((812_000..813_000).contains(&split.init_us.max()));
         assert_eq!(split.client_us.len(), 101);
         // No integration latency logged: the client's time alone is kept.
-        split.record(70_000, None, 1.0);
+        split.record(70_000, None, 1.0, None);
         assert_eq!(split.client_us.len(), 102);
         assert_eq!(split.integration_us.len(), 101);
     }

@@ -449,6 +449,7 @@ impl Verifier {
                     u64::from(invocation.service_us),
                     chain.integration_latency_ms,
                     report.duration_ms,
+                    report.init_ms,
                 );
             }
             if let Some(x) = exec.as_mut() {
@@ -938,12 +939,15 @@ fn time_split(step: &str, split: &TimeSplit) -> StepTimeSplit {
         api_gateway_ms: LatencySummary::from_histogram_us(&split.api_gateway_us),
         integration_ms: LatencySummary::from_histogram_us(&split.integration_us),
         function_ms: LatencySummary::from_histogram_us(&split.function_us),
+        cold_starts: split.init_us.len(),
+        init_ms: LatencySummary::from_histogram_us(&split.init_us),
         clamped: split.clamped,
         histograms: TimeSplitHistograms {
             client: encode_histogram(&split.client_us),
             api_gateway: encode_histogram(&split.api_gateway_us),
             integration: encode_histogram(&split.integration_us),
             function: encode_histogram(&split.function_us),
+            init: encode_histogram(&split.init_us),
         },
     }
 }

@@ -441,6 +441,24 @@ fn the_time_splits_into_api_gateway_integration_and_function() {
         );
     }
     assert!(out.contains("where the time went"), "{out}");
+    // Cold starts: one per execution environment, and the sandbox gives each
+    // environment its own log stream.
+    let cold: u64 = splits
+        .iter()
+        .map(|s| s["cold_starts"].as_u64().unwrap())
+        .sum();
+    let streams = rt
+        .block_on(
+            aws.logs
+                .describe_log_streams()
+                .log_group_name("/aws/lambda/test-user-service")
+                .send(),
+        )
+        .expect("DescribeLogStreams")
+        .log_streams()
+        .len() as u64;
+    assert!(cold >= 1, "{s:#}");
+    assert_eq!(cold, streams, "{s:#}");
 }
 
 /// Ingestion takes seconds on AWS: lines that arrive late are polled for,
