@@ -459,6 +459,31 @@ fn the_time_splits_into_api_gateway_integration_and_function() {
         .len() as u64;
     assert!(cold >= 1, "{s:#}");
     assert_eq!(cold, streams, "{s:#}");
+    // The HTML report draws it: per step and percentile, API Gateway's part,
+    // the integration, and the function inside it.
+    let html = dir.path().join("report.html");
+    let rendered = run_bounded(
+        stagecheck()
+            .arg("report")
+            .arg(dir.path().join("summary.json"))
+            .arg("--html")
+            .arg(&html),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        rendered.status.code(),
+        Some(0),
+        "{}",
+        text(&rendered.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("data-chart=\"time-split\""), "{page}");
+    for part in ["api_gateway", "integration", "function"] {
+        for p in ["p50", "p90", "p99"] {
+            let series = format!("data-series=\"get_user {part} {p}\"");
+            assert_eq!(page.matches(&series).count(), 1, "{series}");
+        }
+    }
 }
 
 /// Ingestion takes seconds on AWS: lines that arrive late are polled for,
