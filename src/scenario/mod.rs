@@ -9,6 +9,6 @@ pub mod template;
 
 pub use plan::{
     AwsOptions, Backends, Capture, CaptureSource, Check, CheckKind, Expected, Load, LogMatch,
-    Model, Overrides, Plan, Predicate, Profile, RestApi, Routing, Scheme, Shard, Stage, Step,
-    Target, TlsOptions, VerifyPlan, Writes, load, parse,
+    Model, Overrides, Plan, Predicate, Profile, Scheme, Shard, Stage, Step, Target, TlsOptions,
+    VerifyPlan, Writes, load, parse,
 };

@@ -17,7 +17,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::aws::Clients;
 use crate::error::Error;
 use crate::metrics::{LatencySummary, encode_histogram};
-use crate::scenario::{LogMatch, Plan, Routing, Stage};
+use crate::scenario::plan::Routing;
+use crate::scenario::{LogMatch, Plan, Stage};
 use crate::summary::{
     CleanupSummary, DynamoVerify, ExecutionLogsVerify, IsolationVerify, Leak, LogsVerify,
     StepTimeSplit, TimeSplitHistograms, VerifySummary,
