@@ -194,6 +194,7 @@ async fn steps(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) -> bool {
             if cx.record.invocations && reached_function(status) {
                 cx.records.borrow_mut().invocations.push(InvocationRecord {
                     step: index as u32,
+                    service_us: u32::try_from(service_us).unwrap_or(u32::MAX),
                     seq: due.seq,
                     request_id: request_id(&answer),
                 });

@@ -23,6 +23,7 @@ const SECTIONS: &[fn(&Summary) -> Option<String>] = &[
     statuses,
     checks,
     verification,
+    time_split,
     thresholds,
 ];
 
@@ -562,6 +563,109 @@ fn verification(s: &Summary) -> Option<String> {
         );
     }
     out.push_str("</table>\n</section>\n");
+    Some(out)
+}
+
+/// Where each step's time went, from API Gateway's execution log: per step
+/// and percentile a bar of API Gateway's own part then the integration, the
+/// function's `Duration` drawn inside the integration.
+fn time_split(s: &Summary) -> Option<String> {
+    let splits = &s
+        .verify
+        .as_ref()?
+        .logs
+        .as_ref()?
+        .execution_logs
+        .as_ref()?
+        .time_split;
+    if splits.is_empty() {
+        return None;
+    }
+    const W: f64 = 960.0;
+    const LEFT: f64 = 150.0;
+    const RIGHT: f64 = 90.0;
+    const BAR: f64 = 16.0;
+    const GAP: f64 = 6.0;
+    const STEP_GAP: f64 = 14.0;
+    type Pick = fn(&crate::metrics::LatencySummary) -> f64;
+    let percentiles: [(&str, Pick); 3] =
+        [("p50", |l| l.p50), ("p90", |l| l.p90), ("p99", |l| l.p99)];
+    let x_max = nice_max(
+        splits
+            .iter()
+            .flat_map(|t| {
+                percentiles
+                    .iter()
+                    .map(|(_, p)| p(&t.api_gateway_ms) + p(&t.integration_ms))
+            })
+            .fold(0.0, f64::max),
+    );
+    let px = |ms: f64| ms / x_max * (W - LEFT - RIGHT);
+    const LABEL: f64 = 18.0;
+    let rows = splits.len() as f64 * (LABEL + 3.0 * (BAR + GAP) + STEP_GAP);
+    let h = rows + 10.0;
+    let mut out = format!(
+        "<section id=\"time-split\">\n<h2>Where the time went</h2>\n<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {h}\" role=\"img\" data-chart=\"time-split\" id=\"chart-time-split\">\n"
+    );
+    let mut y = 10.0;
+    for t in splits {
+        let _ = writeln!(
+            out,
+            "<text x=\"8\" y=\"{:.1}\">{} ({} requests)</text>",
+            y + 12.0,
+            escape(&t.step),
+            t.requests
+        );
+        y += LABEL;
+        for (name, pick) in &percentiles {
+            let (gateway, integration, function) = (
+                pick(&t.api_gateway_ms),
+                pick(&t.integration_ms),
+                pick(&t.function_ms),
+            );
+            let _ = writeln!(
+                out,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{name}</text>\
+                 <rect data-series=\"{step} api_gateway {name}\" x=\"{LEFT}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{BAR}\" fill=\"{}\"><title>API Gateway {}</title></rect>\
+                 <rect data-series=\"{step} integration {name}\" x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{BAR}\" fill=\"{}\"><title>integration {}</title></rect>\
+                 <rect data-series=\"{step} function {name}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>function {}</title></rect>\
+                 <text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                LEFT - 6.0,
+                y + BAR - 4.0,
+                px(gateway),
+                PALETTE[4],
+                fmt_ms(gateway),
+                LEFT + px(gateway),
+                px(integration),
+                PALETTE[0],
+                fmt_ms(integration),
+                LEFT + px(gateway),
+                y + BAR / 4.0,
+                px(function.min(integration)),
+                BAR / 2.0,
+                PALETTE[2],
+                fmt_ms(function),
+                LEFT + px(gateway + integration) + 6.0,
+                y + BAR - 4.0,
+                fmt_ms(gateway + integration),
+                step = escape(&t.step),
+            );
+            y += BAR + GAP;
+        }
+        y += STEP_GAP;
+    }
+    out.push_str("</svg>\n<div class=\"legend\">");
+    for (color, name) in [
+        (PALETTE[4], "API Gateway (client − integration latency)"),
+        (PALETTE[0], "integration latency"),
+        (PALETTE[2], "function Duration (inside the integration)"),
+    ] {
+        let _ = write!(
+            out,
+            "<span><i style=\"background:{color}\"></i>{name}</span>"
+        );
+    }
+    out.push_str("</div>\n<p class=\"note\">From API Gateway's execution log and the function's REPORT lines, per request followed to its REPORT; the client's time is measured from the send. Each bar stacks the parts' own percentiles, which add up exactly only for the mean.</p>\n</section>\n");
     Some(out)
 }
 

@@ -21,8 +21,9 @@ use crate::metrics::{
     ErrorCounts, LatencySummary, decode_histogram, encode_histogram, new_histogram,
 };
 use crate::summary::{
-    ChecksSummary, CleanupSummary, DynamoVerify, IsolationVerify, Leak, LogsVerify, StepPoint,
-    StepSummary, Summary, TimelinePoint, Totals, VerifySummary, rfc3339,
+    ChecksSummary, CleanupSummary, DynamoVerify, ExecutionLogsVerify, IsolationVerify, Leak,
+    LogsVerify, StepPoint, StepSummary, StepTimeSplit, Summary, TimeSplitHistograms, TimelinePoint,
+    Totals, VerifySummary, rfc3339,
 };
 use crate::thresholds::Threshold;
 
@@ -473,6 +474,7 @@ fn merge_verify(parts: &[Summary]) -> Result<Option<VerifySummary>, MergeError> 
             *api_calls.entry(op.clone()).or_insert(0) += n;
         }
     }
+    let execution_logs = merge_execution_logs(&logs)?;
     Ok(Some(VerifySummary {
         dynamodb: dynamo.first().map(|first| DynamoVerify {
             table: first.table.clone(),
@@ -493,6 +495,17 @@ fn merge_verify(parts: &[Summary]) -> Result<Option<VerifySummary>, MergeError> 
             invocations: logs.iter().map(|l| l.invocations).max().unwrap_or(0),
             waited_s: logs.iter().map(|l| l.waited_s).fold(0.0, f64::max),
             examples: examples(&mut logs.iter().map(|l| &l.examples)),
+            routing: first.routing.clone(),
+            proven_by: {
+                let mut by = BTreeMap::new();
+                for l in &logs {
+                    for (channel, n) in &l.proven_by {
+                        *by.entry(channel.clone()).or_insert(0) += n;
+                    }
+                }
+                by
+            },
+            execution_logs,
         }),
         isolation: isolation.first().map(|_| {
             let mut stages: Vec<String> = Vec::new();
@@ -532,6 +545,100 @@ fn merge_verify(parts: &[Summary]) -> Result<Option<VerifySummary>, MergeError> 
         }),
         api_calls,
     }))
+}
+
+/// Shards ran against the same stage: its execution-log group is one; the
+/// counts add up, and the note stays only when no shard saw the log on.
+fn merge_execution_logs(logs: &[&LogsVerify]) -> Result<Option<ExecutionLogsVerify>, MergeError> {
+    let parts: Vec<&ExecutionLogsVerify> = logs
+        .iter()
+        .filter_map(|l| l.execution_logs.as_ref())
+        .collect();
+    let Some(first) = parts.first() else {
+        return Ok(None);
+    };
+    let known = parts
+        .iter()
+        .find(|p| p.log_group.is_some())
+        .unwrap_or(first);
+    let enabled = parts.iter().any(|p| p.enabled);
+    Ok(Some(ExecutionLogsVerify {
+        log_group: known.log_group.clone(),
+        rest_api: known.rest_api.clone(),
+        rest_api_from: known.rest_api_from.clone(),
+        enabled,
+        with_lines: parts.iter().map(|p| p.with_lines).sum(),
+        proven: parts.iter().map(|p| p.proven).sum(),
+        other_function: parts.iter().map(|p| p.other_function).sum(),
+        configuration_errors: parts.iter().map(|p| p.configuration_errors).sum(),
+        examples: parts
+            .iter()
+            .flat_map(|p| &p.examples)
+            .take(EXAMPLES)
+            .cloned()
+            .collect(),
+        note: if enabled {
+            None
+        } else {
+            parts.iter().find_map(|p| p.note.clone())
+        },
+        time_split: merge_time_splits(&parts)?,
+    }))
+}
+
+/// Each step's split over every shard, from the histograms: exact, as the
+/// steps' latencies are.
+fn merge_time_splits(parts: &[&ExecutionLogsVerify]) -> Result<Vec<StepTimeSplit>, MergeError> {
+    let mut steps: Vec<&str> = Vec::new();
+    for split in parts.iter().flat_map(|p| &p.time_split) {
+        if !steps.contains(&split.step.as_str()) {
+            steps.push(&split.step);
+        }
+    }
+    steps
+        .into_iter()
+        .map(|step| {
+            let of: Vec<&StepTimeSplit> = parts
+                .iter()
+                .flat_map(|p| &p.time_split)
+                .filter(|s| s.step == step)
+                .collect();
+            let add = |pick: fn(&TimeSplitHistograms) -> &String, name: &str| {
+                add_histograms(
+                    of.iter()
+                        .map(|s| (pick(&s.histograms), format!("step {step}'s {name} time"))),
+                )
+            };
+            let client = add(|h| &h.client, "client")?;
+            let api_gateway = add(|h| &h.api_gateway, "API Gateway")?;
+            let integration = add(|h| &h.integration, "integration")?;
+            let function = add(|h| &h.function, "function")?;
+            // Older summaries carry no init histogram: nothing to add.
+            let init = add_histograms(
+                of.iter()
+                    .filter(|s| !s.histograms.init.is_empty())
+                    .map(|s| (&s.histograms.init, format!("step {step}'s init time"))),
+            )?;
+            Ok(StepTimeSplit {
+                step: step.to_string(),
+                requests: of.iter().map(|s| s.requests).sum(),
+                client_ms: LatencySummary::from_histogram_us(&client),
+                api_gateway_ms: LatencySummary::from_histogram_us(&api_gateway),
+                integration_ms: LatencySummary::from_histogram_us(&integration),
+                function_ms: LatencySummary::from_histogram_us(&function),
+                cold_starts: of.iter().map(|s| s.cold_starts).sum(),
+                init_ms: LatencySummary::from_histogram_us(&init),
+                clamped: of.iter().map(|s| s.clamped).sum(),
+                histograms: TimeSplitHistograms {
+                    client: encode_histogram(&client),
+                    api_gateway: encode_histogram(&api_gateway),
+                    integration: encode_histogram(&integration),
+                    function: encode_histogram(&function),
+                    init: encode_histogram(&init),
+                },
+            })
+        })
+        .collect()
 }
 
 /// The earliest RFC 3339 time; text that does not parse is kept only when
@@ -813,6 +920,83 @@ mod tests {
         assert_eq!((dynamo.written, dynamo.found, dynamo.missing), (20, 17, 3));
         let err = merge(&[verified("1/2", 0), summary(&[1_000], Some("2/2"), 0)]).unwrap_err();
         assert!(err.0.contains("verification"), "{err}");
+    }
+
+    #[test]
+    fn both_channels_and_the_time_split_merge_exactly() {
+        // Shard 1's requests took 10 ms in API Gateway, shard 2's 30 ms: the
+        // merged p50 must come from all of them, not from either shard.
+        let shard = |name, api_gateway_us: &[u64], enabled: bool| {
+            let mut split = crate::verify::execution::TimeSplit::default();
+            for us in api_gateway_us {
+                split.record(
+                    us + 50_000,
+                    Some(50.0),
+                    45.0,
+                    (*us > 20_000).then_some(300.0),
+                );
+            }
+            let hist = |h: &Histogram<u64>| encode_histogram(h);
+            let mut s = summary(&[1_000], Some(name), 0);
+            s.verify = Some(VerifySummary {
+                logs: Some(LogsVerify {
+                    checked: api_gateway_us.len() as u64,
+                    found: api_gateway_us.len() as u64,
+                    proven_by: BTreeMap::from([
+                        ("function_logs".to_string(), 1),
+                        ("execution_logs".to_string(), api_gateway_us.len() as u64),
+                    ]),
+                    execution_logs: Some(ExecutionLogsVerify {
+                        enabled,
+                        proven: api_gateway_us.len() as u64,
+                        note: (!enabled).then(|| "off".to_string()),
+                        time_split: vec![StepTimeSplit {
+                            step: "get".into(),
+                            requests: split.client_us.len(),
+                            histograms: TimeSplitHistograms {
+                                client: hist(&split.client_us),
+                                api_gateway: hist(&split.api_gateway_us),
+                                integration: hist(&split.integration_us),
+                                function: hist(&split.function_us),
+                                init: hist(&split.init_us),
+                            },
+                            cold_starts: split.init_us.len(),
+                            ..StepTimeSplit::default()
+                        }],
+                        ..ExecutionLogsVerify::default()
+                    }),
+                    ..LogsVerify::default()
+                }),
+                ..VerifySummary::default()
+            });
+            s
+        };
+        let merged = merge(&[
+            shard("1/2", &[10_000; 3], true),
+            shard("2/2", &[30_000; 4], false),
+        ])
+        .unwrap();
+        let logs = merged.verify.unwrap().logs.unwrap();
+        assert_eq!(logs.proven_by["execution_logs"], 7);
+        assert_eq!(logs.proven_by["function_logs"], 2);
+        let exec = logs.execution_logs.unwrap();
+        assert!(exec.enabled);
+        assert_eq!(exec.note, None);
+        assert_eq!(exec.proven, 7);
+        let split = &exec.time_split[0];
+        assert_eq!(split.requests, 7);
+        assert!(
+            (29.9..30.1).contains(&split.api_gateway_ms.p50),
+            "{split:?}"
+        );
+        assert!((9.9..10.1).contains(&split.api_gateway_ms.min), "{split:?}");
+        assert!(
+            (49.9..50.1).contains(&split.integration_ms.p50),
+            "{split:?}"
+        );
+        assert!((44.9..45.1).contains(&split.function_ms.p50), "{split:?}");
+        assert_eq!(split.cold_starts, 4);
+        assert!((299.0..301.0).contains(&split.init_ms.p50), "{split:?}");
     }
 
     #[test]

@@ -362,9 +362,25 @@ fn render_verify(summary: &Summary, v: &crate::summary::VerifySummary, color: bo
         }
     }
     if let Some(l) = &v.logs {
+        let by = |channel: &str| l.proven_by.get(channel).copied();
+        let channels = match (by("function_logs"), by("execution_logs")) {
+            (Some(f), Some(e)) => {
+                format!(" ({f} by the function's logs, {e} by API Gateway's execution log)")
+            }
+            (None, Some(_)) => " through API Gateway's execution log".to_string(),
+            _ => " in the function's logs".to_string(),
+        };
+        let window = if by("function_logs").is_some() || l.proven_by.is_empty() {
+            format!(
+                "{} invocations in the window, waited {:.1}s",
+                l.invocations, l.waited_s
+            )
+        } else {
+            format!("waited {:.1}s", l.waited_s)
+        };
         let _ = writeln!(
             out,
-            "  {} log group {}: {} of {} requests found in the function's logs{} ({} invocations in the window, waited {:.1}s)",
+            "  {} log group {}: {} of {} requests found{channels}{} ({window})",
             mark(l.missing == 0),
             l.log_group,
             l.found,
@@ -374,11 +390,41 @@ fn render_verify(summary: &Summary, v: &crate::summary::VerifySummary, color: bo
             } else {
                 String::new()
             },
-            l.invocations,
-            l.waited_s
         );
-        for e in &l.examples {
+        if let Some(x) = &l.execution_logs
+            && let Some(group) = &x.log_group
+        {
+            let mut also = String::new();
+            if x.other_function > 0 {
+                let _ = write!(also, ", {} invoked another function", x.other_function);
+            }
+            if x.configuration_errors > 0 {
+                let _ = write!(also, ", {} configuration errors", x.configuration_errors);
+            }
+            let _ = writeln!(
+                out,
+                "      execution log {group} (REST API {}{}): {} requests with lines, {} followed to the function's REPORT{also}",
+                x.rest_api.as_deref().unwrap_or("?"),
+                x.rest_api_from
+                    .as_deref()
+                    .map(|f| format!(", from {}", f.replace('_', " ")))
+                    .unwrap_or_default(),
+                x.with_lines,
+                x.proven
+            );
+        }
+        if let Some(x) = &l.execution_logs {
+            out.push_str(&render_time_split(&x.time_split));
+        }
+        for e in l
+            .examples
+            .iter()
+            .chain(l.execution_logs.iter().flat_map(|x| &x.examples))
+        {
             let _ = writeln!(out, "      {e}");
+        }
+        if let Some(note) = l.execution_logs.as_ref().and_then(|x| x.note.as_deref()) {
+            let _ = writeln!(out, "  {}", paint(color, "33", &format!("note: {note}")));
         }
     }
     if let Some(i) = &v.isolation {
@@ -409,6 +455,49 @@ fn render_verify(summary: &Summary, v: &crate::summary::VerifySummary, color: bo
             out,
             "  cleanup of {}: {} items deleted, {} left (changed since written), {} failed",
             c.table, c.deleted, c.skipped, c.failed
+        );
+    }
+    out
+}
+
+/// Per step, where the time of the requests followed through API Gateway's
+/// log went: p50 / p90 / p99 of each part, in ms.
+fn render_time_split(splits: &[crate::summary::StepTimeSplit]) -> String {
+    let mut out = String::new();
+    if splits.is_empty() {
+        return out;
+    }
+    let cell = |l: &LatencySummary| format!("{:.1} / {:.1} / {:.1}", l.p50, l.p90, l.p99);
+    let width = splits
+        .iter()
+        .map(|s| s.step.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "      where the time went, ms p50 / p90 / p99 (client = API Gateway + integration; the function runs inside the integration):"
+    );
+    let _ = writeln!(
+        out,
+        "        {:<width$}  {:>8}  {:<22} {:<22} {:<22} {:<22} cold starts",
+        "step", "requests", "client", "API Gateway", "integration", "function"
+    );
+    for s in splits {
+        let _ = writeln!(
+            out,
+            "        {:<width$}  {:>8}  {:<22} {:<22} {:<22} {:<22} {}",
+            s.step,
+            s.requests,
+            cell(&s.client_ms),
+            cell(&s.api_gateway_ms),
+            cell(&s.integration_ms),
+            cell(&s.function_ms),
+            if s.cold_starts > 0 {
+                format!("{} (init p50 {:.1})", s.cold_starts, s.init_ms.p50)
+            } else {
+                "0".to_string()
+            }
         );
     }
     out

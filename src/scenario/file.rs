@@ -74,6 +74,14 @@ pub struct VerifySpec {
     pub max_recorded_writes: Option<S<u64>>,
     /// Requests whose log lines are checked exactly; past it a uniform sample (default 100 000).
     pub max_recorded_invocations: Option<S<u64>>,
+    /// Which logs prove where each request went: `auto` (the default: every
+    /// channel the stage offers), `function-logs`, `execution-logs` (API
+    /// Gateway's own log) or `both` (each request proven by both).
+    pub routing: Option<S<String>>,
+    /// The stage's REST API id, for its execution-log group
+    /// (`API-Gateway-Execution-Logs_{id}/{stage}`); read from an
+    /// `{id}.execute-api.{region}.amazonaws.com` base URL when not given.
+    pub rest_api: Option<S<String>>,
 }
 
 /// What a step writes: the item's key and the attributes it should have.

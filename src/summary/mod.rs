@@ -439,6 +439,111 @@ pub struct LogsVerify {
     pub invocations: u64,
     pub waited_s: f64,
     pub examples: Vec<String>,
+    /// The channels read (`[verify] routing`): `auto`, `function-logs`,
+    /// `execution-logs` or `both`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<String>,
+    /// Requests each channel proved: `function_logs` (the function's own
+    /// line), `execution_logs` (API Gateway's chain to the function's
+    /// `REPORT`). A request proven by both counts in both; `found` says which
+    /// count under `routing`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub proven_by: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_logs: Option<ExecutionLogsVerify>,
+}
+
+impl LogsVerify {
+    /// How many requests were proven, by which channel, and the execution
+    /// log's note when it proved nothing.
+    pub fn sentence(&self) -> String {
+        let by = |channel: &str| self.proven_by.get(channel).copied();
+        let channels = match (by("function_logs"), by("execution_logs")) {
+            (Some(f), Some(e)) => {
+                format!(" ({f} proven by the function's logs, {e} by API Gateway's execution log)")
+            }
+            (None, Some(_)) => " by API Gateway's execution log".to_string(),
+            _ => " in the function's logs".to_string(),
+        };
+        let note = self
+            .execution_logs
+            .as_ref()
+            .and_then(|e| e.note.as_deref())
+            .map(|n| format!(". {n}"))
+            .unwrap_or_default();
+        format!(
+            "{} of {} requests found{channels}, {} missing{note}",
+            self.found, self.checked, self.missing
+        )
+    }
+}
+
+/// The execution-log channel: what API Gateway's own log said of each request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExecutionLogsVerify {
+    /// `API-Gateway-Execution-Logs_{rest-api-id}/{stage}`, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest_api: Option<String>,
+    /// Where the REST API id came from: `base_url`, `setting` or
+    /// `log_groups` (the only execution-log group of a stage of that name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest_api_from: Option<String>,
+    /// The stage wrote execution-log lines for this run's requests.
+    pub enabled: bool,
+    /// Requests with at least one line in the group.
+    pub with_lines: u64,
+    /// Requests followed to the stage's own function's `REPORT`.
+    pub proven: u64,
+    /// Requests whose lines name another function than the stage's own.
+    pub other_function: u64,
+    /// Requests API Gateway could not route (`Execution failed due to configuration error`).
+    pub configuration_errors: u64,
+    pub examples: Vec<String>,
+    /// When the channel proved nothing: why, and how to turn it on (one sentence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Where each step's time went, from the requests proven by this channel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub time_split: Vec<StepTimeSplit>,
+}
+
+/// Where one step's time went, per request: the client's service time (from
+/// the send) = API Gateway's own part (with the network) + API Gateway's
+/// `Integration latency`, which holds the function's `Duration`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StepTimeSplit {
+    pub step: String,
+    /// Requests followed to their `REPORT`: what the figures are of.
+    pub requests: u64,
+    pub client_ms: LatencySummary,
+    /// Client minus integration latency.
+    pub api_gateway_ms: LatencySummary,
+    pub integration_ms: LatencySummary,
+    pub function_ms: LatencySummary,
+    /// Requests whose `REPORT` has an `Init Duration`: cold starts.
+    #[serde(default)]
+    pub cold_starts: u64,
+    /// Their init durations.
+    #[serde(default)]
+    pub init_ms: LatencySummary,
+    /// Requests whose integration latency (whole ms, API Gateway's clock)
+    /// exceeded the client's time; their API Gateway part counts as 0.
+    #[serde(default)]
+    pub clamped: u64,
+    /// The four as HDR histograms of µs (V2 + deflate, base64), for merging.
+    pub histograms: TimeSplitHistograms,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TimeSplitHistograms {
+    pub client: String,
+    pub api_gateway: String,
+    pub integration: String,
+    pub function: String,
+    #[serde(default)]
+    pub init: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -504,14 +609,15 @@ impl VerifySummary {
             });
         }
         if let Some(l) = &self.logs {
+            let mut examples = l.examples.clone();
+            if let Some(e) = &l.execution_logs {
+                examples.extend(e.examples.iter().cloned());
+            }
             out.push(Finding {
                 name: format!("invocations in {}", l.log_group),
                 ok: l.missing == 0,
-                message: format!(
-                    "{} of {} requests found in the function's logs, {} missing",
-                    l.found, l.checked, l.missing
-                ),
-                examples: l.examples.clone(),
+                message: l.sentence(),
+                examples,
             });
         }
         if let Some(i) = &self.isolation {

@@ -105,6 +105,36 @@ pub async fn group_exists(client: &Client, group: &str) -> Result<(), LogsError>
     }
 }
 
+/// The names of the log groups starting with `prefix`, up to `max` of them.
+pub async fn groups_with_prefix(
+    client: &Client,
+    prefix: &str,
+    max: usize,
+) -> Result<Vec<String>, LogsError> {
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let out = client
+            .describe_log_groups()
+            .log_group_name_prefix(prefix)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| client.error("DescribeLogGroups", &format!("log groups {prefix}*"), &e))?;
+        names.extend(
+            out.log_groups()
+                .iter()
+                .filter_map(|g| g.log_group_name().map(str::to_string)),
+        );
+        match out.next_token() {
+            Some(next) if !next.is_empty() && names.len() < max => token = Some(next.to_string()),
+            _ => break,
+        }
+    }
+    names.truncate(max);
+    Ok(names)
+}
+
 /// Shows `visit` every event's message in the window, following all pages.
 /// A page at a time: a long run's log lines are never all held at once.
 pub async fn scan(

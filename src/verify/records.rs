@@ -163,6 +163,11 @@ impl fmt::Display for RequestId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvocationRecord {
     pub step: u32,
+    /// The request's service time (from the actual send to the answer), in
+    /// µs, saturated at u32: what API Gateway's log splits into its own
+    /// part and the integration's. Not the latency from the intended start,
+    /// whose client-side wait API Gateway never saw.
+    pub service_us: u32,
     /// As [`WriteRecord::seq`].
     pub seq: u64,
     pub request_id: RequestId,

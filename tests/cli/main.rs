@@ -18,6 +18,7 @@ mod lines;
 mod preflight;
 mod promote;
 mod reports;
+mod routing;
 mod scenarios;
 mod verdicts;
 mod verify;

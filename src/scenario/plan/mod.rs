@@ -40,7 +40,7 @@ pub use steps::{
     Capture, CaptureSource, Check, CheckKind, Expected, Predicate, Step, Writes, toml_to_json,
 };
 pub use target::{Backends, Scheme, Stage, Target, TlsOptions, parse_base_url};
-pub use verify::{LogMatch, VerifyPlan};
+pub use verify::{LogMatch, RestApi, Routing, VerifyPlan, rest_api_of_host};
 
 use guards::{guard_max_rate, guard_protected};
 use load::build_load;
@@ -531,7 +531,7 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
     }
     let uses_uuid = steps.iter().any(step_uses_uuid) || headers.iter().any(|(_, t)| t.uses_uuid());
     let capture_slots = scope.captures.len();
-    let verify = build_verify(cx, &file, ov, &stage, &stages, &steps)?;
+    let verify = build_verify(cx, &file, ov, &stage, &stages, &steps, &target)?;
     reject_correlation_header(cx, &file, ov, &verify)?;
     // Missing writes, missing invocations and leaks fail the run unless the
     // scenario writes its own rule for them.

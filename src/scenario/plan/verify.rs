@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-use super::{Cx, Expected, Overrides, Stage, Step, header_name};
+use super::{Cx, Expected, Overrides, Stage, Step, Target, header_name};
 use crate::aws::AwsOptions;
 use crate::error::Error;
 use crate::scenario::file::ScenarioFile;
@@ -22,6 +22,10 @@ pub struct VerifyPlan {
     pub isolate_from: Vec<Stage>,
     pub correlation_header: Option<HeaderName>,
     pub log_match: LogMatch,
+    /// Which logs prove where each request went.
+    pub routing: Routing,
+    /// The stage's REST API id, when known before the run, and where it came from.
+    pub rest_api: Option<RestApi>,
     pub settle: Duration,
     pub logs_deadline: Duration,
     pub max_recorded_writes: usize,
@@ -45,6 +49,71 @@ pub enum LogMatch {
     Either,
 }
 
+/// The channels that prove a request reached the stage's own function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// Every channel the stage offers; a request proven by either is found.
+    Auto,
+    /// Only the function's own log lines (our correlation id or API Gateway's request id).
+    FunctionLogs,
+    /// Only API Gateway's execution log, followed to the function's `REPORT`.
+    ExecutionLogs,
+    /// Both, and a request counts only when both prove it.
+    Both,
+}
+
+impl Routing {
+    pub fn name(self) -> &'static str {
+        match self {
+            Routing::Auto => "auto",
+            Routing::FunctionLogs => "function-logs",
+            Routing::ExecutionLogs => "execution-logs",
+            Routing::Both => "both",
+        }
+    }
+
+    pub fn reads_function_logs(self) -> bool {
+        self != Routing::ExecutionLogs
+    }
+
+    pub fn reads_execution_logs(self) -> bool {
+        self != Routing::FunctionLogs
+    }
+
+    /// Whether a request proven by these channels counts as found.
+    pub fn proves(self, by_function_logs: bool, by_execution_logs: bool) -> bool {
+        match self {
+            Routing::Auto => by_function_logs || by_execution_logs,
+            Routing::FunctionLogs => by_function_logs,
+            Routing::ExecutionLogs => by_execution_logs,
+            Routing::Both => by_function_logs && by_execution_logs,
+        }
+    }
+}
+
+/// A REST API id and where it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestApi {
+    pub id: String,
+    /// `base_url` (its execute-api host name) or `setting` (`[verify] rest_api`).
+    pub from: &'static str,
+}
+
+/// The API id of an `{id}.execute-api.{region}.amazonaws.com` host (or
+/// `.amazonaws.com.cn`); a custom domain or a local address names none.
+pub fn rest_api_of_host(host: &str) -> Option<&str> {
+    let (id, rest) = host.split_once(".execute-api.")?;
+    let (region, domain) = rest.split_once('.')?;
+    let known = matches!(domain, "amazonaws.com" | "amazonaws.com.cn");
+    (is_rest_api_id(id) && !region.is_empty() && known).then_some(id)
+}
+
+/// API Gateway's ids are 10 lowercase letters and digits; any run of ASCII
+/// letters and digits is taken, so an emulator's ids work too.
+fn is_rest_api_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
 const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 const DEFAULT_LOGS_DEADLINE: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_RECORDED_WRITES: u64 = 100_000;
@@ -56,6 +125,7 @@ pub(super) fn build_verify(
     stage: &Stage,
     stages: &[Stage],
     steps: &[Step],
+    target: &Target,
 ) -> Result<VerifyPlan, Error> {
     let spec = &file.verify;
     let any_writes = steps.iter().any(|s| s.writes.is_some());
@@ -115,7 +185,11 @@ pub(super) fn build_verify(
     if off {
         isolate_from.clear();
     }
-    let logs = !off && spec.logs.unwrap_or(dynamodb || !isolate_from.is_empty());
+    // Naming the channels that prove invocations asks for them to be proven.
+    let logs = !off
+        && spec
+            .logs
+            .unwrap_or(dynamodb || !isolate_from.is_empty() || spec.routing.is_some());
     let correlation_header = match &spec.correlation_header {
         Some(h) if h.get_ref().is_empty() => None,
         Some(h) => Some(header_name(h.get_ref()).map_err(|m| cx.error(h.span(), m))?),
@@ -139,6 +213,56 @@ pub(super) fn build_verify(
             "log verification by correlation id needs a correlation_header",
         ));
     }
+    let routing = match &spec.routing {
+        None => Routing::Auto,
+        Some(r) => match r.get_ref().as_str() {
+            "auto" => Routing::Auto,
+            "function-logs" => Routing::FunctionLogs,
+            "execution-logs" => Routing::ExecutionLogs,
+            "both" => Routing::Both,
+            other => {
+                return Err(cx.error(
+                    r.span(),
+                    format!("unknown routing {other:?} (expected auto, function-logs, execution-logs or both)"),
+                ));
+            }
+        },
+    };
+    if let Some(r) = &spec.routing
+        && spec.logs == Some(false)
+    {
+        return Err(cx.error(
+            r.span(),
+            "routing chooses the logs that prove each invocation, but `logs = false` turns invocation checks off; remove one of them",
+        ));
+    }
+    let from_host = rest_api_of_host(&target.host);
+    let rest_api = match (&spec.rest_api, from_host) {
+        (Some(setting), host) => {
+            let id = setting.get_ref().trim();
+            if !is_rest_api_id(id) {
+                return Err(cx.error(
+                    setting.span(),
+                    format!("rest_api {id:?} is not a REST API id (letters and digits, as in `a1b2c3d4e5`, from `aws apigateway get-rest-apis`)"),
+                ));
+            }
+            if let Some(host_id) = host.filter(|h| *h != id) {
+                return Err(cx.error(
+                    setting.span(),
+                    format!("rest_api {id:?} differs from the API the base URL names ({host_id}.execute-api…); remove one of them"),
+                ));
+            }
+            Some(RestApi {
+                id: id.to_string(),
+                from: "setting",
+            })
+        }
+        (None, Some(id)) => Some(RestApi {
+            id: id.to_string(),
+            from: "base_url",
+        }),
+        (None, None) => None,
+    };
     let settle = spec
         .settle
         .as_ref()
@@ -196,6 +320,8 @@ pub(super) fn build_verify(
         isolate_from,
         correlation_header,
         log_match,
+        routing,
+        rest_api,
         settle,
         logs_deadline,
         max_recorded_writes: usize::try_from(max_recorded_writes).unwrap_or(usize::MAX),
@@ -238,4 +364,49 @@ pub(super) fn reject_correlation_header(
         return Err(Error::Usage(format!("--header {name}: {why}")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_api_id_from_an_execute_api_host_only() {
+        assert_eq!(
+            rest_api_of_host("abc123defg.execute-api.eu-west-1.amazonaws.com"),
+            Some("abc123defg")
+        );
+        assert_eq!(
+            rest_api_of_host("k3x9.execute-api.cn-north-1.amazonaws.com.cn"),
+            Some("k3x9")
+        );
+        assert_eq!(rest_api_of_host("127.0.0.1"), None);
+        assert_eq!(rest_api_of_host("api.example.com"), None);
+        assert_eq!(
+            rest_api_of_host(".execute-api.eu-west-1.amazonaws.com"),
+            None
+        );
+        assert_eq!(
+            rest_api_of_host("abc.execute-api.eu-west-1.example.com"),
+            None
+        );
+        assert_eq!(
+            rest_api_of_host("a-b.execute-api.eu-west-1.amazonaws.com"),
+            None
+        );
+    }
+
+    #[test]
+    fn each_routing_counts_what_it_promises() {
+        let all = [(false, false), (true, false), (false, true), (true, true)];
+        let proven = |r: Routing| all.iter().filter(|(f, e)| r.proves(*f, *e)).count();
+        assert_eq!(proven(Routing::Auto), 3);
+        assert_eq!(proven(Routing::Both), 1);
+        assert!(Routing::FunctionLogs.proves(true, false));
+        assert!(!Routing::FunctionLogs.proves(false, true));
+        assert!(Routing::ExecutionLogs.proves(false, true));
+        assert!(!Routing::ExecutionLogs.proves(true, false));
+        assert!(!Routing::ExecutionLogs.reads_function_logs());
+        assert!(!Routing::FunctionLogs.reads_execution_logs());
+    }
 }

@@ -1,0 +1,519 @@
+//! The second proof of routing: API Gateway's execution log, followed from the
+//! client's `x-amzn-RequestId` to the function API Gateway invoked and on to
+//! that invocation's `REPORT`. Against the sandbox, which writes both logs in
+//! AWS's formats; what the verifier says is checked against the logs as the
+//! sandbox wrote them.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_apigateway::types::{Op, PatchOperation};
+use aws_sdk_lambda::types::{LogFormat, LoggingConfig};
+
+use crate::support::sandbox::{
+    ACCESS_KEY_ID, Aws, Moto, REGION, SECRET_ACCESS_KEY, Sandbox, http, send,
+};
+use crate::support::*;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The sandbox's one REST API.
+fn rest_api(rt: &tokio::runtime::Runtime, aws: &Aws) -> String {
+    rt.block_on(aws.apigateway.get_rest_apis().send())
+        .expect("GetRestApis")
+        .items()[0]
+        .id()
+        .expect("id")
+        .to_string()
+}
+
+fn set_loglevel(
+    rt: &tokio::runtime::Runtime,
+    aws: &Aws,
+    sandbox: &Sandbox,
+    api: &str,
+    level: &str,
+) {
+    rt.block_on(async {
+        aws.apigateway
+            .update_stage()
+            .rest_api_id(api)
+            .stage_name("test")
+            .patch_operations(
+                PatchOperation::builder()
+                    .op(Op::Replace)
+                    .path("/*/*/logging/loglevel")
+                    .value(level)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("UpdateStage loglevel");
+        reload(sandbox).await;
+    });
+}
+
+async fn reload(sandbox: &Sandbox) {
+    let answer = send(&http(), "POST", &sandbox.url("/_sandbox/reload"), None, &[]).await;
+    assert_eq!(answer.status, 200);
+}
+
+/// Stage test's function logs in Lambda's JSON format: only Lambda's own
+/// request id, nothing the client saw.
+fn json_log_format(rt: &tokio::runtime::Runtime, aws: &Aws, sandbox: &Sandbox) {
+    rt.block_on(async {
+        aws.lambda
+            .update_function_configuration()
+            .function_name("test-user-service")
+            .logging_config(LoggingConfig::builder().log_format(LogFormat::Json).build())
+            .send()
+            .await
+            .expect("UpdateFunctionConfiguration");
+        reload(sandbox).await;
+    });
+}
+
+/// POST then GET of a user on stage test, `iterations` times, verified by
+/// the logs only (no DynamoDB check), with `verify` added to `[verify]`.
+fn run(
+    sandbox: &Sandbox,
+    dir: &Path,
+    verify: &str,
+    iterations: u32,
+) -> (i32, serde_json::Value, String) {
+    let scenario = format!(
+        r#"
+name = "routing"
+[target]
+base_url = "{base}/{{stage}}"
+stage = "test"
+
+[[stages]]
+name = "test"
+table_prefix = "test-"
+[[stages]]
+name = "prod"
+table_prefix = ""
+
+[load]
+rate = 20
+iterations = {iterations}
+
+[verify]
+dynamodb = false
+logs = true
+isolate_from = ["prod"]
+logs_deadline = "4s"
+{verify}
+
+[[steps]]
+name = "create_user"
+method = "POST"
+path = "/user"
+body = {{ Id = "{{{{uuid}}}}", Name = "user-{{{{seq}}}}" }}
+checks = [{{ status = [200, 201] }}]
+
+[[steps]]
+name = "get_user"
+method = "GET"
+path = "/user/{{{{uuid}}}}"
+"#,
+        base = sandbox.base_url,
+    );
+    let file = scenario_file(dir, "routing.toml", &scenario);
+    let out = dir.join("summary.json");
+    let _ = std::fs::remove_file(&out);
+    let output = run_bounded(
+        stagecheck()
+            .arg("run")
+            .arg(&file)
+            .args([
+                "--aws-endpoint",
+                &sandbox.aws_endpoint,
+                "--region",
+                REGION,
+                "-o",
+            ])
+            .arg(&out)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL"),
+        Duration::from_secs(120),
+    );
+    let summary = if out.exists() {
+        read_json(&out)
+    } else {
+        serde_json::Value::Null
+    };
+    (
+        output.status.code().unwrap_or(-1),
+        summary,
+        format!("{}{}", text(&output.stdout), text(&output.stderr)),
+    )
+}
+
+/// API Gateway request ids whose execution-log lines name `function`, read
+/// straight from the group the sandbox wrote.
+fn requests_invoking(
+    rt: &tokio::runtime::Runtime,
+    aws: &Aws,
+    group: &str,
+    function: &str,
+) -> HashSet<String> {
+    let needle = format!(":function:{function}/invocations");
+    rt.block_on(aws.log_messages(group))
+        .iter()
+        .filter(|m| m.contains("Endpoint request URI: ") && m.ends_with(&needle))
+        .filter_map(|m| Some(m.strip_prefix('(')?.split_once(')')?.0.to_string()))
+        .collect()
+}
+
+/// Stage test's function logs in Lambda's JSON format, its own line only
+/// API Gateway's request id (Powertools), which the scenario does not match
+/// (`log_match = "correlation_id"`): nothing of its logs proves a request.
+/// (The sandbox has no function that logs no id at all; this is the same to
+/// the verifier.)
+const BLIND: &str = "log_match = \"correlation_id\"";
+
+#[test]
+fn a_json_format_function_is_proven_by_the_execution_log_and_unproven_without_it() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &[], &["--function-log", "test=powertools"]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    json_log_format(&rt, &aws, &sandbox);
+    let dir = tempfile::tempdir().unwrap();
+    let how = "--patch-operations op=replace,path=/*/*/logging/loglevel,value=INFO";
+
+    // Execution logging off (the sandbox's default): no group at all. The
+    // function's JSON lines carry nothing the client saw, so nothing is proven.
+    let (code, s, out) = run(&sandbox, dir.path(), BLIND, 5);
+    assert_eq!(code, 1, "{out}\n{s:#}");
+    let logs = &s["verify"]["logs"];
+    let requests = s["totals"]["requests"].as_u64().unwrap();
+    assert_eq!(requests, 10, "{s:#}");
+    assert_eq!(logs["routing"], "auto");
+    assert_eq!(logs["checked"], requests, "{s:#}");
+    assert_eq!(logs["found"], 0, "{s:#}");
+    assert_eq!(logs["missing"], requests, "{s:#}");
+    assert_eq!(logs["proven_by"]["function_logs"], 0, "{s:#}");
+    assert_eq!(logs["proven_by"]["execution_logs"], 0, "{s:#}");
+    assert_eq!(logs["execution_logs"]["enabled"], false, "{s:#}");
+    // The function did run: its JSON-format platform.start lines are there.
+    assert!(logs["invocations"].as_u64().unwrap() >= 10, "{s:#}");
+    let note = logs["execution_logs"]["note"].as_str().unwrap();
+    assert!(
+        note.contains("loggingLevel INFO") && note.contains(how),
+        "{note}"
+    );
+    // One sentence, said once.
+    assert_eq!(note.matches(". ").count(), 0, "{note}");
+    assert_eq!(
+        out.matches("note: API Gateway's execution logging").count(),
+        1,
+        "{out}"
+    );
+
+    // Logging at INFO: the same run is proven, request by request, through
+    // API Gateway's log alone; the group is found without being named.
+    set_loglevel(&rt, &aws, &sandbox, &api, "INFO");
+    let (code, s, out) = run(&sandbox, dir.path(), BLIND, 5);
+    assert_eq!(code, 0, "{out}\n{s:#}");
+    let logs = &s["verify"]["logs"];
+    let group = format!("API-Gateway-Execution-Logs_{api}/test");
+    assert_eq!(logs["found"], 10, "{s:#}");
+    assert_eq!(logs["missing"], 0, "{s:#}");
+    assert_eq!(logs["proven_by"]["execution_logs"], 10, "{s:#}");
+    assert_eq!(logs["proven_by"]["function_logs"], 0, "{s:#}");
+    let exec = &logs["execution_logs"];
+    assert_eq!(exec["enabled"], true, "{s:#}");
+    assert_eq!(exec["log_group"], group.as_str(), "{s:#}");
+    assert_eq!(exec["rest_api"], api.as_str(), "{s:#}");
+    assert_eq!(exec["rest_api_from"], "log_groups", "{s:#}");
+    assert_eq!(exec["with_lines"], 10, "{s:#}");
+    assert_eq!(exec["other_function"], 0, "{s:#}");
+    assert!(exec.get("note").is_none(), "{s:#}");
+    assert!(
+        !out.contains("note: API Gateway's execution logging"),
+        "{out}"
+    );
+    assert!(out.contains("10 by API Gateway's execution log"), "{out}");
+    // The other side: the group holds at least these requests, each naming
+    // the stage's own function.
+    assert!(requests_invoking(&rt, &aws, &group, "test-user-service").len() >= 10);
+    // Both channels share one pace: well under 5 FilterLogEvents a second.
+    let calls = s["verify"]["api_calls"]["FilterLogEvents"]
+        .as_u64()
+        .unwrap();
+    let waited = logs["waited_s"].as_f64().unwrap();
+    assert!(calls >= 3, "{s:#}");
+    assert!(
+        calls as f64 <= 5.0 * waited + 5.0,
+        "{calls} calls in {waited}s"
+    );
+
+    // Back to OFF: the group is there but holds nothing of this run.
+    set_loglevel(&rt, &aws, &sandbox, &api, "OFF");
+    let (code, s, out) = run(&sandbox, dir.path(), BLIND, 5);
+    assert_eq!(code, 1, "{out}\n{s:#}");
+    let logs = &s["verify"]["logs"];
+    assert_eq!(logs["found"], 0, "{s:#}");
+    assert_eq!(logs["execution_logs"]["with_lines"], 0, "{s:#}");
+    let note = logs["execution_logs"]["note"].as_str().unwrap();
+    assert!(
+        note.contains("wrote nothing for this run") && note.contains(how),
+        "{note}"
+    );
+}
+
+#[test]
+fn shared_function_is_caught_by_the_execution_log_alone() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &["shared-function"], &[]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    set_loglevel(&rt, &aws, &sandbox, &api, "INFO");
+    let prod_arn = rt
+        .block_on(
+            aws.lambda
+                .get_function()
+                .function_name("user-service")
+                .send(),
+        )
+        .expect("GetFunction")
+        .configuration()
+        .and_then(|c| c.function_arn())
+        .expect("ARN")
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, s, out) = run(
+        &sandbox,
+        dir.path(),
+        &format!("routing = \"execution-logs\"\nrest_api = \"{api}\""),
+        4,
+    );
+    assert_eq!(code, 1, "{out}\n{s:#}");
+    let v = &s["verify"];
+    let logs = &v["logs"];
+    assert_eq!(logs["routing"], "execution-logs");
+    // The function's own logs were not read at all.
+    assert!(logs["proven_by"].get("function_logs").is_none(), "{s:#}");
+    assert_eq!(logs["found"], 0, "{s:#}");
+    assert_eq!(logs["execution_logs"]["rest_api_from"], "setting", "{s:#}");
+    assert_eq!(logs["execution_logs"]["other_function"], 8, "{s:#}");
+    let isolation = &v["isolation"];
+    assert_eq!(isolation["ok"], false, "{s:#}");
+    let leaks = isolation["leaks"].as_array().unwrap();
+    assert_eq!(leaks.len(), 1, "{s:#}");
+    let leak = &leaks[0];
+    assert_eq!(leak["stage"], "prod");
+    assert_eq!(leak["resource"], "function user-service");
+    assert_eq!(leak["count"], 8);
+    assert_eq!(leak["of"], 8);
+    let evidence = leak["examples"][0].as_str().unwrap();
+    assert!(
+        evidence.contains("Endpoint request URI: ")
+            && evidence.contains(&format!("/functions/{prod_arn}/invocations")),
+        "{evidence}"
+    );
+    assert!(out.contains("ISOLATION FAILED"), "{out}");
+    assert!(
+        out.contains("invoked function user-service (stage prod)"),
+        "{out}"
+    );
+    // The other side: the sandbox's log says the same of these requests.
+    let group = format!("API-Gateway-Execution-Logs_{api}/test");
+    assert!(requests_invoking(&rt, &aws, &group, "user-service").len() >= 8);
+    assert!(requests_invoking(&rt, &aws, &group, "test-user-service").is_empty());
+}
+
+/// The control: the same fault and settings on a clean stage pass, so the
+/// failure above is the fault's, not the channel's.
+#[test]
+fn a_clean_stage_passes_through_the_execution_log_alone() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &[], &[]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    set_loglevel(&rt, &aws, &sandbox, &api, "INFO");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, s, out) = run(
+        &sandbox,
+        dir.path(),
+        &format!("routing = \"both\"\nrest_api = \"{api}\""),
+        4,
+    );
+    assert_eq!(code, 0, "{out}\n{s:#}");
+    let logs = &s["verify"]["logs"];
+    assert_eq!(logs["found"], 8, "{s:#}");
+    assert_eq!(logs["proven_by"]["function_logs"], 8, "{s:#}");
+    assert_eq!(logs["proven_by"]["execution_logs"], 8, "{s:#}");
+    assert_eq!(s["verify"]["isolation"]["ok"], true, "{s:#}");
+}
+
+#[test]
+fn a_bad_routing_setting_names_its_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario_file(
+        dir.path(),
+        "bad.toml",
+        "[target]\nbase_url = \"http://127.0.0.1:9/{stage}\"\nstage = \"test\"\n\n[verify]\nrouting = \"sideways\"\n\n[[steps]]\nname = \"a\"\nmethod = \"GET\"\npath = \"/user\"\n",
+    );
+    let output = run_bounded(
+        stagecheck().arg("validate").arg(&file),
+        Duration::from_secs(30),
+    );
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.toml:6:11"), "{err}");
+    assert!(err.contains("unknown routing \"sideways\""), "{err}");
+    assert!(err.contains("in verify.routing"), "{err}");
+
+    // An id that contradicts the base URL's host is refused, not guessed between.
+    let file = scenario_file(
+        dir.path(),
+        "conflict.toml",
+        "[target]\nbase_url = \"https://abc123defg.execute-api.eu-west-1.amazonaws.com/{stage}\"\nstage = \"test\"\n\n[verify]\nrest_api = \"zzz999\"\n\n[[steps]]\nname = \"a\"\nmethod = \"GET\"\npath = \"/user\"\n",
+    );
+    let output = run_bounded(
+        stagecheck().arg("validate").arg(&file),
+        Duration::from_secs(30),
+    );
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("conflict.toml:6:12"), "{err}");
+    assert!(err.contains("abc123defg"), "{err}");
+    assert!(err.contains("in verify.rest_api"), "{err}");
+}
+
+/// Where the time went: with 50 ms added inside the function, API Gateway's
+/// integration latency and the function's Duration both hold the 50 ms, API
+/// Gateway's own part stays small, and the parts add up to the client's time.
+#[test]
+fn the_time_splits_into_api_gateway_integration_and_function() {
+    let moto = Moto::start();
+    // Cold starts (init time inside the integration) would be a part of their own.
+    let sandbox = Sandbox::start(&moto, &["latency=50"], &["--cold-start", "1ms"]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    set_loglevel(&rt, &aws, &sandbox, &api, "INFO");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, s, out) = run(&sandbox, dir.path(), "", 10);
+    assert_eq!(code, 0, "{out}\n{s:#}");
+    let splits = s["verify"]["logs"]["execution_logs"]["time_split"]
+        .as_array()
+        .unwrap();
+    assert_eq!(splits.len(), 2, "{s:#}");
+    for (i, split) in splits.iter().enumerate() {
+        let step = &s["steps"][i];
+        assert_eq!(split["step"], step["name"], "{s:#}");
+        assert_eq!(split["requests"], 10, "{s:#}");
+        let p50 = |part: &str| split[part]["p50"].as_f64().unwrap();
+        let mean = |part: &str| split[part]["mean"].as_f64().unwrap();
+        assert!((50.0..90.0).contains(&p50("integration_ms")), "{split:#}");
+        assert!((50.0..90.0).contains(&p50("function_ms")), "{split:#}");
+        assert!(
+            p50("function_ms") <= p50("integration_ms") + 1.0,
+            "{split:#}"
+        );
+        assert!(p50("api_gateway_ms") < 25.0, "{split:#}");
+        // API Gateway logs whole ms, floored: never more than the client saw.
+        assert_eq!(split["clamped"], 0, "{split:#}");
+        let sum = mean("api_gateway_ms") + mean("integration_ms");
+        assert!((sum - mean("client_ms")).abs() < 0.5, "{split:#}");
+        // The split's client time is the engine's own service time.
+        let engine = step["service_time_ms"]["p50"].as_f64().unwrap();
+        assert!(
+            (p50("client_ms") - engine).abs() < 1.0,
+            "{engine} {split:#}"
+        );
+    }
+    assert!(out.contains("where the time went"), "{out}");
+    // Cold starts: one per execution environment, and the sandbox gives each
+    // environment its own log stream.
+    let cold: u64 = splits
+        .iter()
+        .map(|s| s["cold_starts"].as_u64().unwrap())
+        .sum();
+    let streams = rt
+        .block_on(
+            aws.logs
+                .describe_log_streams()
+                .log_group_name("/aws/lambda/test-user-service")
+                .send(),
+        )
+        .expect("DescribeLogStreams")
+        .log_streams()
+        .len() as u64;
+    assert!(cold >= 1, "{s:#}");
+    assert_eq!(cold, streams, "{s:#}");
+    // The HTML report draws it: per step and percentile, API Gateway's part,
+    // the integration, and the function inside it.
+    let html = dir.path().join("report.html");
+    let rendered = run_bounded(
+        stagecheck()
+            .arg("report")
+            .arg(dir.path().join("summary.json"))
+            .arg("--html")
+            .arg(&html),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        rendered.status.code(),
+        Some(0),
+        "{}",
+        text(&rendered.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("data-chart=\"time-split\""), "{page}");
+    for part in ["api_gateway", "integration", "function"] {
+        for p in ["p50", "p90", "p99"] {
+            let series = format!("data-series=\"get_user {part} {p}\"");
+            assert_eq!(page.matches(&series).count(), 1, "{series}");
+        }
+    }
+}
+
+/// Ingestion takes seconds on AWS: lines that arrive late are polled for,
+/// through the execution-log channel as through the function's.
+#[test]
+fn late_execution_logs_are_polled_for() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &["log-delay=1500"], &[]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    set_loglevel(&rt, &aws, &sandbox, &api, "INFO");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, s, out) = run(
+        &sandbox,
+        dir.path(),
+        &format!("routing = \"execution-logs\"\nrest_api = \"{api}\""),
+        3,
+    );
+    assert_eq!(code, 0, "{out}\n{s:#}");
+    let logs = &s["verify"]["logs"];
+    assert_eq!(logs["found"], 6, "{s:#}");
+    assert_eq!(logs["proven_by"]["execution_logs"], 6, "{s:#}");
+    // Found by polling, not at the first look.
+    assert!(logs["waited_s"].as_f64().unwrap() >= 1.0, "{s:#}");
+    assert!(
+        s["verify"]["api_calls"]["FilterLogEvents"]
+            .as_u64()
+            .unwrap()
+            >= 2,
+        "{s:#}"
+    );
+}
