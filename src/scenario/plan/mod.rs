@@ -578,7 +578,8 @@ fn build(cx: &Cx<'_>, file: ScenarioFile, ov: &Overrides) -> Result<Plan, Error>
             .rest_api
             .clone()
             .or_else(|| file.target.rest_api.as_ref().map(|r| r.get_ref().clone()))
-            .or_else(|| target::rest_api_of_host(&target.host).map(str::to_string)),
+            // `[verify] rest_api`, or the id in an execute-api host.
+            .or_else(|| verify.rest_api.as_ref().map(|r| r.id.clone())),
         table_rule: naming.table_template().replace("{prefix}", "{Environment}"),
         pinned: file.backends.pinned,
         allow_shared: ov.allow_shared,

@@ -64,17 +64,6 @@ pub struct TlsOptions {
     pub insecure: bool,
 }
 
-/// The REST API id in an execute-api host name
-/// (`abc123.execute-api.us-east-1.amazonaws.com`); none for any other host.
-pub fn rest_api_of_host(host: &str) -> Option<&str> {
-    let (id, rest) = host.split_once('.')?;
-    let rest = rest.strip_prefix("execute-api.")?;
-    (!id.is_empty()
-        && rest.ends_with(".amazonaws.com")
-        && id.chars().all(|c| c.is_ascii_alphanumeric()))
-    .then_some(id)
-}
-
 pub fn parse_base_url(template: &str, stage: &str) -> Result<Target, String> {
     let url = template.replace("{stage}", stage);
     if !url.contains("://") {
