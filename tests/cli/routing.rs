@@ -299,10 +299,16 @@ fn shared_function_is_caught_by_the_execution_log_alone() {
     let (code, s, out) = run(
         &sandbox,
         dir.path(),
-        &format!("routing = \"execution-logs\"\nrest_api = \"{api}\""),
+        // Pinned: the run's preflight would refuse the shared function
+        // before any traffic (exit 2); this test is about the log channel.
+        &format!("routing = \"execution-logs\"\nrest_api = \"{api}\"\n[backends]\npinned = true"),
         4,
     );
     assert_eq!(code, 1, "{out}\n{s:#}");
+    assert!(
+        out.contains("pinned: going on"),
+        "the preflight saw it first: {out}"
+    );
     let v = &s["verify"];
     let logs = &v["logs"];
     assert_eq!(logs["routing"], "execution-logs");
