@@ -63,13 +63,14 @@ if len(traffic) > 2:
     print(f"traffic phase after 1 min: {min(ys):.1f}-{max(ys):.1f} MB, slope {slope:+.2f} MB/min")
 # The issue's yardsticks: RSS between minute 10 and the end of the traffic
 # within ±5 % of minute 10's, and the slope of the traffic's second half.
-late = [r for r in rows if 600 <= r[0] <= traffic_end]
+# The last seconds of the traffic overlap verification: left out.
+late = [r for r in rows if 600 <= r[0] <= traffic_end - 5]
 if late:
     base = late[0][1]
     spread = max(abs(r[1] - base) for r in late) * 100.0 / base
     print(f"from minute 10 to {traffic_end // 60}: {min(r[1] for r in late) / 1000:.1f}-"
           f"{max(r[1] for r in late) / 1000:.1f} MB, within ±{spread:.1f} % of minute 10's {base / 1000:.1f} MB")
-half = [r for r in rows if traffic_end / 2 <= r[0] <= traffic_end]
+half = [r for r in rows if traffic_end / 2 <= r[0] <= traffic_end - 5]
 if len(half) > 2:
     n = len(half)
     xs = [r[0] / 60 for r in half]; ys = [r[1] / 1000 for r in half]
