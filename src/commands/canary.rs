@@ -111,37 +111,19 @@ pub async fn observe(
     loop {
         let mut all = HashMap::new();
         let mut canary = HashMap::new();
-        logs::scan(
-            &aws.logs,
-            &pacer,
-            &main,
-            &window,
-            Some("\"Method completed with status\""),
-            |m| read_lines(&mut all, m),
-        )
-        .await
-        .map_err(Error::from)?;
-        // The integration latency line is a separate event: read it too.
-        logs::scan(
-            &aws.logs,
-            &pacer,
-            &main,
-            &window,
-            Some("\"Integration latency\""),
-            |m| read_lines(&mut all, m),
-        )
-        .await
-        .map_err(Error::from)?;
-        logs::scan(
-            &aws.logs,
-            &pacer,
-            &canary_group,
-            &window,
-            Some("\"Method completed with status\""),
-            |m| read_lines(&mut canary, m),
-        )
-        .await
-        .map_err(Error::from)?;
+        // The status and the integration latency are separate events.
+        for (group, pattern, is_canary) in [
+            (&main, "\"Method completed with status\"", false),
+            (&main, "\"Integration latency\"", false),
+            (&canary_group, "\"Method completed with status\"", true),
+        ] {
+            let into = if is_canary { &mut canary } else { &mut all };
+            logs::scan(&aws.logs, &pacer, group, &window, Some(pattern), |m| {
+                read_lines(into, m)
+            })
+            .await
+            .map_err(Error::from)?;
+        }
         let observed = Observed {
             canary: side(
                 all.iter()

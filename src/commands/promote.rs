@@ -290,19 +290,8 @@ pub fn promote(mut args: PromoteArgs) -> Result<i32> {
     let before: BTreeMap<String, Option<String>> =
         [(from.clone(), from_id.clone()), (to.clone(), to_id.clone())].into();
     let mut p = Promotion {
-        outcome: "refused".into(),
-        passed: false,
-        reason: None,
-        journal: journal.clone(),
-        journal_file: None,
         audit: audit.findings.clone(),
-        gate: None,
-        before: before.clone(),
-        after: before.clone(),
-        smoke: None,
-        rollback_smoke: None,
-        canary: None,
-        timings: Timings::default(),
+        ..Promotion::begin(&journal, before.clone())
     };
     let errors: Vec<&crate::audit::Finding> = audit
         .findings
@@ -804,19 +793,8 @@ fn resume_promotion(
     }
     journal.save(path)?;
     let p = Promotion {
-        outcome: "refused".into(),
-        passed: false,
-        reason: None,
-        journal: journal.clone(),
         journal_file: Some(path.display().to_string()),
-        audit: Vec::new(),
-        gate: None,
-        before: before.clone(),
-        after: before,
-        smoke: None,
-        rollback_smoke: None,
-        canary: None,
-        timings: Timings::default(),
+        ..Promotion::begin(&journal, before)
     };
     finish(
         rt,
@@ -936,21 +914,14 @@ pub fn rollback(args: &RollbackArgs) -> Result<i32> {
     let mut p = Promotion {
         outcome: "rolled-back".into(),
         passed: true,
-        reason: None,
-        journal: journal.clone(),
         journal_file: Some(path.display().to_string()),
-        audit: Vec::new(),
-        gate: None,
-        before: [(stage.clone(), current.clone())].into(),
         after: [(stage.clone(), Some(target.clone()))].into(),
-        smoke: None,
-        rollback_smoke: None,
-        canary: None,
         timings: Timings {
             switch_s,
             propagation_s: waited.as_secs_f64(),
             ..Timings::default()
         },
+        ..Promotion::begin(&journal, [(stage.clone(), current.clone())].into())
     };
     match &smoke_file {
         Some(file) => {

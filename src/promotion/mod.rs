@@ -184,6 +184,28 @@ pub struct Promotion {
     pub timings: Timings,
 }
 
+impl Promotion {
+    /// A change not made yet: `refused` until a step says otherwise, every
+    /// stage's deployment after as before.
+    pub fn begin(journal: &Journal, before: BTreeMap<String, Option<String>>) -> Promotion {
+        Promotion {
+            outcome: "refused".into(),
+            passed: false,
+            reason: None,
+            journal: journal.clone(),
+            journal_file: None,
+            audit: Vec::new(),
+            gate: None,
+            after: before.clone(),
+            before,
+            smoke: None,
+            rollback_smoke: None,
+            canary: None,
+            timings: Timings::default(),
+        }
+    }
+}
+
 /// How the canary was judged.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CanaryReport {

@@ -157,6 +157,11 @@ impl World {
     }
 
     fn point(&self, stage: &str, id: &str) {
+        self.replace(stage, "/deploymentId", id);
+    }
+
+    /// UpdateStage `replace PATH VALUE`, then the data plane reloads.
+    fn replace(&self, stage: &str, path: &str, value: &str) {
         self.rt.block_on(async {
             self.aws
                 .apigateway
@@ -166,8 +171,8 @@ impl World {
                 .patch_operations(
                     PatchOperation::builder()
                         .op(Op::Replace)
-                        .path("/deploymentId")
-                        .value(id)
+                        .path(path)
+                        .value(value)
                         .build(),
                 )
                 .send()
@@ -595,24 +600,7 @@ fn a_smoke_that_prod_would_refuse_stops_the_promotion_before_the_switch() {
 
 impl World {
     fn log_level(&self, stage: &str, level: &str) {
-        self.rt.block_on(async {
-            self.aws
-                .apigateway
-                .update_stage()
-                .rest_api_id(&self.api)
-                .stage_name(stage)
-                .patch_operations(
-                    PatchOperation::builder()
-                        .op(Op::Replace)
-                        .path("/*/*/logging/loglevel")
-                        .value(level)
-                        .build(),
-                )
-                .send()
-                .await
-                .unwrap();
-        });
-        self.reload();
+        self.replace(stage, "/*/*/logging/loglevel", level);
     }
 
     fn has_canary(&self, stage: &str) -> bool {
