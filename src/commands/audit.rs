@@ -5,9 +5,8 @@
 
 use crate::Result;
 use crate::audit::{Audit, render};
-use crate::aws::ControlPlane;
 use crate::cli::AuditArgs;
-use crate::deployment::{self, TableRule};
+
 use crate::error::{Error, exit};
 use crate::report::{self, terminal};
 
@@ -27,18 +26,7 @@ pub fn audit(args: &AuditArgs) -> Result<i32> {
             report::check_writable(path)?;
         }
     }
-    let runtime = super::runtime()?;
-    let rule = TableRule(args.deployment.table_rule.clone());
-    let deployment = runtime.block_on(async {
-        let aws = ControlPlane::new(&args.deployment.aws, "for the audit", "").await?;
-        deployment::read(
-            &aws,
-            &args.deployment.rest_api,
-            &args.deployment.stages,
-            &rule,
-        )
-        .await
-    })?;
+    let deployment = super::read_deployment(&args.deployment, "for the audit")?;
     let audit = Audit::of(deployment);
     if let Some(out) = &args.out {
         let text = serde_json::to_string_pretty(&audit)

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::Result;
 use crate::aws::ControlPlane;
 use crate::error::Error;
-use crate::promotion::canary::{LatencyFigures, Side};
+use crate::metrics::LatencySummary;
+use crate::promotion::canary::Side;
 use crate::verify::lines::{Execution, parse_execution};
 use crate::verify::logs::{self, Pacer, Window};
 
@@ -66,7 +67,7 @@ fn side<'a>(requests: impl Iterator<Item = &'a Seen>) -> Side {
     Side {
         requests: n,
         failed,
-        latency_ms: LatencyFigures {
+        latency_ms: LatencySummary {
             min: latencies.first().copied().unwrap_or(0.0),
             mean: if latencies.is_empty() {
                 0.0

@@ -8,9 +8,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::Result;
-use crate::aws::ControlPlane;
 use crate::cli::InitArgs;
-use crate::deployment::{self, Deployment, StageView, TableRule};
+use crate::deployment::{Deployment, StageView, TableRule};
 use crate::error::{Error, exit};
 use crate::report;
 
@@ -25,18 +24,7 @@ pub fn init(args: &InitArgs) -> Result<i32> {
         }
         report::check_writable(out)?;
     }
-    let runtime = super::runtime()?;
-    let rule = TableRule(args.deployment.table_rule.clone());
-    let d = runtime.block_on(async {
-        let aws = ControlPlane::new(&args.deployment.aws, "for init", "").await?;
-        deployment::read(
-            &aws,
-            &args.deployment.rest_api,
-            &args.deployment.stages,
-            &rule,
-        )
-        .await
-    })?;
+    let d = super::read_deployment(&args.deployment, "for init")?;
     let text = scenario(&d, &args.protect, &today());
     report::write_output(out, &text)?;
     if out != Path::new("-") {

@@ -21,3 +21,16 @@ pub(crate) fn runtime() -> crate::Result<tokio::runtime::Runtime> {
         .build()
         .map_err(|e| crate::Error::Runtime(format!("cannot start the runtime: {e}")))
 }
+
+/// The deployment `audit` and `init` read; `needed_for` names the command
+/// in messages (`for the audit`).
+pub(crate) fn read_deployment(
+    args: &crate::cli::DeploymentArgs,
+    needed_for: &str,
+) -> crate::Result<crate::deployment::Deployment> {
+    let rule = crate::deployment::TableRule(args.table_rule.clone());
+    runtime()?.block_on(async {
+        let aws = crate::aws::ControlPlane::new(&args.aws, needed_for, "").await?;
+        crate::deployment::read(&aws, &args.rest_api, &args.stages, &rule).await
+    })
+}

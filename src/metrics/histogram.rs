@@ -55,6 +55,21 @@ pub struct LatencySummary {
 }
 
 impl LatencySummary {
+    /// The figure a threshold or a rule names.
+    pub fn stat(&self, stat: crate::thresholds::Stat) -> f64 {
+        use crate::thresholds::Stat;
+        match stat {
+            Stat::Min => self.min,
+            Stat::Mean => self.mean,
+            Stat::P50 => self.p50,
+            Stat::P90 => self.p90,
+            Stat::P95 => self.p95,
+            Stat::P99 => self.p99,
+            Stat::P999 => self.p999,
+            Stat::Max => self.max,
+        }
+    }
+
     pub fn from_histogram_us(hist: &Histogram<u64>) -> LatencySummary {
         if hist.is_empty() {
             return LatencySummary::default();

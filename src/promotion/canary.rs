@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use crate::metrics::LatencySummary;
 use crate::thresholds::{Op, Stat};
 
 /// What a rule compares.
@@ -56,37 +57,15 @@ pub struct Side {
     pub requests: u64,
     pub failed: u64,
     /// Milliseconds, by `Stat` as the summary names them.
-    pub latency_ms: LatencyFigures,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LatencyFigures {
-    pub min: f64,
-    pub mean: f64,
-    pub p50: f64,
-    pub p90: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub p999: f64,
-    pub max: f64,
+    pub latency_ms: LatencySummary,
 }
 
 impl Side {
     pub fn value(&self, m: Measure) -> f64 {
-        let l = &self.latency_ms;
         match m {
             Measure::ErrorRate if self.requests == 0 => 0.0,
             Measure::ErrorRate => self.failed as f64 * 100.0 / self.requests as f64,
-            Measure::Latency(s) => match s {
-                Stat::Min => l.min,
-                Stat::Mean => l.mean,
-                Stat::P50 => l.p50,
-                Stat::P90 => l.p90,
-                Stat::P95 => l.p95,
-                Stat::P99 => l.p99,
-                Stat::P999 => l.p999,
-                Stat::Max => l.max,
-            },
+            Measure::Latency(s) => self.latency_ms.stat(s),
         }
     }
 }
@@ -238,9 +217,9 @@ mod tests {
         Side {
             requests,
             failed,
-            latency_ms: LatencyFigures {
+            latency_ms: LatencySummary {
                 p99,
-                ..LatencyFigures::default()
+                ..LatencySummary::default()
             },
         }
     }

@@ -129,7 +129,7 @@ impl Side {
 
     fn value(&self, m: Measure) -> f64 {
         match m {
-            Measure::Latency(stat) => stat_of(&self.latency, stat),
+            Measure::Latency(stat) => self.latency.stat(stat),
             Measure::ErrorRate => self.error_rate,
             Measure::Rps => self.rps,
         }
@@ -141,19 +141,6 @@ fn percent(part: u64, whole: u64) -> f64 {
         0.0
     } else {
         part as f64 * 100.0 / whole as f64
-    }
-}
-
-fn stat_of(l: &LatencySummary, stat: Stat) -> f64 {
-    match stat {
-        Stat::Min => l.min,
-        Stat::Mean => l.mean,
-        Stat::P50 => l.p50,
-        Stat::P90 => l.p90,
-        Stat::P95 => l.p95,
-        Stat::P99 => l.p99,
-        Stat::P999 => l.p999,
-        Stat::Max => l.max,
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::metrics::{LatencySummary, Metrics, StepMetrics};
 use crate::scenario::Plan;
-use crate::thresholds::{Metric, Stat, Threshold};
+use crate::thresholds::{Metric, Threshold};
 
 use super::{Summary, ThresholdResult, VerifySummary};
 
@@ -194,19 +194,7 @@ fn actual(rule: &Threshold, measured: &impl Measured) -> Option<f64> {
         }
     };
     Some(match rule.metric {
-        Metric::Latency(stat) => {
-            let latency = measured.latency(step)?;
-            match stat {
-                Stat::Min => latency.min,
-                Stat::Mean => latency.mean,
-                Stat::P50 => latency.p50,
-                Stat::P90 => latency.p90,
-                Stat::P95 => latency.p95,
-                Stat::P99 => latency.p99,
-                Stat::P999 => latency.p999,
-                Stat::Max => latency.max,
-            }
-        }
+        Metric::Latency(stat) => measured.latency(step)?.stat(stat),
         Metric::ErrorRate => percent(failed, requests),
         Metric::Checks => {
             // A check that never ran proved nothing: it counts once
