@@ -579,12 +579,23 @@ fn finish(
         p.outcome = "rolled-back".into();
         p.reason = Some(format!("the journal says {to} was already rolled back"));
     }
+    close(rt, aws, journal, p)
+}
+
+/// The end of a promotion: a journal that says it passed is promoted, and
+/// the target stage's deployment after is read from GetStage.
+fn close(
+    rt: &tokio::runtime::Runtime,
+    aws: &ControlPlane,
+    journal: Journal,
+    mut p: Promotion,
+) -> Result<Promotion> {
     if journal.state == State::Passed && p.outcome == "refused" {
         p.outcome = "promoted".into();
         p.passed = true;
     }
-    let now = rt.block_on(switch::served(aws, &api, &to))?;
-    p.after.insert(to.clone(), now.deployment_id);
+    let now = rt.block_on(switch::served(aws, &journal.rest_api_id, &journal.to_stage))?;
+    p.after.insert(journal.to_stage.clone(), now.deployment_id);
     p.journal = journal;
     Ok(p)
 }
@@ -745,14 +756,7 @@ fn finish_canary(
         }
         journal.save(path)?;
     }
-    if journal.state == State::Passed && p.outcome == "refused" {
-        p.outcome = "promoted".into();
-        p.passed = true;
-    }
-    let now = rt.block_on(switch::served(aws, &api, &to))?;
-    p.after.insert(to.clone(), now.deployment_id);
-    p.journal = journal;
-    Ok(p)
+    close(rt, aws, journal, p)
 }
 
 /// `--resume`: what the stage serves now decides where to pick up.
