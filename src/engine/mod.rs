@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::scenario::Plan;
 use crate::summary::judge::{self, Live};
+use crate::summary::timeline::Timeline;
 use crate::summary::{RunFacts, TimelinePoint};
 use crate::verify::records::{InvocationRecord, Records, Reservoir, WriteRecord};
 use client::Connector;
@@ -170,7 +171,7 @@ async fn coordinate(
         plan.verify.max_recorded_invocations,
     );
     let mut seconds: BTreeMap<u64, (usize, Metrics)> = BTreeMap::new();
-    let mut timeline = Vec::new();
+    let mut timeline = Timeline::default();
     let mut done = 0;
     let mut stopped_by: Option<String> = None;
     let mut partial = false;
@@ -277,7 +278,6 @@ async fn coordinate(
     for (tick, (_, second)) in seconds {
         timeline.push(TimelinePoint::from_delta(tick, &second));
     }
-    timeline.sort_by_key(|p| p.t);
     Ok(RunResult {
         metrics: totals,
         facts: RunFacts {
@@ -285,7 +285,7 @@ async fn coordinate(
             elapsed,
             partial,
             stopped_by,
-            timeline,
+            timeline: timeline.into_points(),
         },
         writes: collected.writes,
         invocations: collected.invocations,

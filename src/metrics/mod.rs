@@ -6,7 +6,9 @@ pub mod histogram;
 
 use hdrhistogram::Histogram;
 
-pub use histogram::{LatencySummary, decode_histogram, encode_histogram, new_histogram};
+pub use histogram::{
+    HistogramDecodeError, LatencySummary, decode_histogram, encode_histogram, new_histogram,
+};
 
 /// Transport failures, counted apart from HTTP statuses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

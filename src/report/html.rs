@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use crate::metrics::decode_histogram;
 use crate::report::terminal::fmt_ms;
-use crate::summary::Summary;
+use crate::summary::{Summary, TimelinePoint};
 
 /// The page's sections, in order. Each returns `None` when it has nothing to
 /// show. Verification and isolation results get their own section here,
@@ -329,7 +329,8 @@ fn timeline_charts(s: &Summary) -> Option<String> {
     if s.timeline.is_empty() {
         return None;
     }
-    let last = s.timeline.iter().map(|p| p.t).max().unwrap_or(0) as f64 + 1.0;
+    let end = |p: &TimelinePoint| (p.t + p.width_s.max(1)) as f64;
+    let last = s.timeline.iter().map(end).fold(1.0, f64::max);
     let step = nice_step(last / 8.0).max(1.0);
     let axis = || XAxis {
         min: 0.0,
@@ -339,16 +340,17 @@ fn timeline_charts(s: &Summary) -> Option<String> {
             .collect(),
         title: "seconds since start",
     };
-    // A point sits at the end of its second: what was done by then.
-    let at = |t: u64| t as f64 + 1.0;
+    // A point sits at the end of its span (a second, or a long run's folded
+    // seconds): what was done by then. Counts are per second of its span.
+    let per_second = |p: &TimelinePoint, n: u64| n as f64 / p.width_s.max(1) as f64;
     let latency = [
         Series {
             name: "p50".to_string(),
-            points: s.timeline.iter().map(|p| (at(p.t), p.p50_ms)).collect(),
+            points: s.timeline.iter().map(|p| (end(p), p.p50_ms)).collect(),
         },
         Series {
             name: "p99".to_string(),
-            points: s.timeline.iter().map(|p| (at(p.t), p.p99_ms)).collect(),
+            points: s.timeline.iter().map(|p| (end(p), p.p99_ms)).collect(),
         },
     ];
     let rate = [
@@ -357,7 +359,7 @@ fn timeline_charts(s: &Summary) -> Option<String> {
             points: s
                 .timeline
                 .iter()
-                .map(|p| (at(p.t), p.requests as f64))
+                .map(|p| (end(p), per_second(p, p.requests)))
                 .collect(),
         },
         Series {
@@ -365,7 +367,7 @@ fn timeline_charts(s: &Summary) -> Option<String> {
             points: s
                 .timeline
                 .iter()
-                .map(|p| (at(p.t), p.errors as f64))
+                .map(|p| (end(p), per_second(p, p.errors)))
                 .collect(),
         },
     ];

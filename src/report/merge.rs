@@ -1,5 +1,5 @@
 //! Merging shards' summaries into one, exactly: histograms are decoded and
-//! added bucket by bucket, counts summed, seconds aligned by `t`, and the
+//! added bucket by bucket, counts summed, timeline spans aligned by `t`, and the
 //! thresholds judged again on the merged numbers. Also the `merge` command.
 //!
 //! Two figures cannot be merged exactly because the summary keeps only their
@@ -22,8 +22,8 @@ use crate::metrics::{
 };
 use crate::summary::{
     ChecksSummary, CleanupSummary, DynamoVerify, ExecutionLogsVerify, IsolationVerify, Leak,
-    LogsVerify, StepPoint, StepSummary, StepTimeSplit, Summary, TimeSplitHistograms, TimelinePoint,
-    Totals, VerifySummary, rfc3339,
+    LogsVerify, StepSummary, StepTimeSplit, Summary, TimeSplitHistograms, TimelinePoint, Totals,
+    VerifySummary, rfc3339, timeline,
 };
 use crate::thresholds::Threshold;
 
@@ -380,64 +380,34 @@ fn slowest<'a>(parts: impl Iterator<Item = (&'a LatencySummary, u64)>) -> Latenc
     out
 }
 
+/// Shards' points of the same span added. Timelines folded to different
+/// widths (shards of different lengths) are first folded to the coarsest:
+/// spans are aligned powers of two, so a coarse span holds whole fine ones.
 fn merge_timeline(parts: &[Summary]) -> Result<Vec<TimelinePoint>, MergeError> {
-    let mut seconds: BTreeMap<u64, Vec<&TimelinePoint>> = BTreeMap::new();
+    let width = parts
+        .iter()
+        .flat_map(|p| p.timeline.iter().map(|point| point.width_s.max(1)))
+        .max()
+        .unwrap_or(1);
+    let mut spans: BTreeMap<u64, Vec<&TimelinePoint>> = BTreeMap::new();
     for p in parts {
         for point in &p.timeline {
-            seconds.entry(point.t).or_default().push(point);
+            spans
+                .entry(point.t / width * width)
+                .or_default()
+                .push(point);
         }
     }
-    seconds
+    spans
         .into_iter()
-        .map(|(t, points)| merge_second(t, &points))
-        .collect()
-}
-
-fn merge_second(t: u64, points: &[&TimelinePoint]) -> Result<TimelinePoint, MergeError> {
-    let requests = points.iter().map(|p| p.requests).sum::<u64>();
-    let weighted = |pairs: &mut dyn Iterator<Item = (f64, u64)>| {
-        let (sum, n) = pairs.fold((0.0, 0u64), |(s, w), (v, n)| (s + v * n as f64, w + n));
-        if n == 0 { 0.0 } else { sum / n as f64 }
-    };
-    // A second with no requests carries no histogram: it adds nothing.
-    let with_requests: Vec<&&TimelinePoint> = points.iter().filter(|p| p.requests > 0).collect();
-    let exact = with_requests.iter().all(|p| p.histogram.is_some());
-    let (p50_ms, p99_ms, histogram) = if exact && !with_requests.is_empty() {
-        let hist = add_histograms(with_requests.iter().filter_map(|p| {
-            p.histogram
-                .as_ref()
-                .map(|h| (h, format!("timeline second {t}")))
-        }))?;
-        let l = LatencySummary::from_histogram_us(&hist);
-        (l.p50, l.p99, Some(encode_histogram(&hist)))
-    } else {
-        (
-            weighted(&mut points.iter().map(|p| (p.p50_ms, p.requests))),
-            points.iter().map(|p| p.p99_ms).fold(0.0, f64::max),
-            None,
-        )
-    };
-    let step_count = points.iter().map(|p| p.steps.len()).max().unwrap_or(0);
-    let steps = (0..step_count)
-        .map(|i| {
-            let mine: Vec<&StepPoint> = points.iter().filter_map(|p| p.steps.get(i)).collect();
-            StepPoint {
-                requests: mine.iter().map(|s| s.requests).sum(),
-                errors: mine.iter().map(|s| s.errors).sum(),
-                p50_ms: weighted(&mut mine.iter().map(|s| (s.p50_ms, s.requests))),
-                p99_ms: mine.iter().map(|s| s.p99_ms).fold(0.0, f64::max),
-            }
+        .map(|(t, points)| {
+            timeline::combine(t, width, &points).map_err(|e| {
+                MergeError(format!(
+                    "timeline second {t}: {e} (merge needs summaries written by `run --out`)"
+                ))
+            })
         })
-        .collect();
-    Ok(TimelinePoint {
-        t,
-        requests,
-        errors: points.iter().map(|p| p.errors).sum(),
-        p50_ms,
-        p99_ms,
-        steps,
-        histogram,
-    })
+        .collect()
 }
 
 /// Examples kept per list in a merged verification, as a single run keeps.
@@ -679,6 +649,7 @@ fn earliest<'a>(times: impl Iterator<Item = &'a str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::summary::StepPoint;
     use crate::summary::{CheckSummary, ThresholdResult};
     use proptest::prelude::*;
 
@@ -692,6 +663,7 @@ mod tests {
         let n = latencies_us.len() as u64;
         let point = |t| TimelinePoint {
             t,
+            width_s: 1,
             requests: n,
             errors: 0,
             p50_ms: latency.p50,
@@ -896,6 +868,24 @@ mod tests {
         assert!((merged.timeline[0].p50_ms - 3.0).abs() < 0.01);
         assert!((merged.timeline[0].p99_ms - 9.0).abs() < 0.01);
         assert!(merged.timeline[0].histogram.is_none());
+    }
+
+    #[test]
+    fn a_longer_shards_folded_timeline_folds_the_others_to_its_width() {
+        // Shard 1 kept its two seconds; shard 2 ran longer and folded its
+        // seconds in pairs: the merge is one two-second span, exact.
+        let a = summary(&[1_000, 1_000], Some("1/2"), 0);
+        let mut b = summary(&[9_000], Some("2/2"), 0);
+        let pair: Vec<&TimelinePoint> = b.timeline.iter().collect();
+        b.timeline = vec![timeline::combine(0, 2, &pair).unwrap()];
+        let merged = merge(&[a, b]).unwrap();
+        assert_eq!(merged.timeline.len(), 1);
+        let span = &merged.timeline[0];
+        assert_eq!((span.t, span.width_s), (0, 2));
+        assert_eq!(span.requests, 2 * 2 + 2);
+        let hist = decode_histogram(span.histogram.as_ref().unwrap()).unwrap();
+        assert_eq!(hist.len(), 6);
+        assert!((span.p99_ms - 9.0).abs() < 0.01);
     }
 
     #[test]

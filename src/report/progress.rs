@@ -97,6 +97,7 @@ mod tests {
             elapsed: Duration::from_secs(3),
             total: Duration::from_secs(10),
             second: TimelinePoint {
+                width_s: 1,
                 t: 2,
                 requests: 50,
                 errors: 1,

@@ -11,6 +11,7 @@ use crate::scenario::Plan;
 
 pub mod judge;
 mod redact;
+pub mod timeline;
 
 pub const SUMMARY_VERSION: u32 = 1;
 
@@ -194,8 +195,12 @@ pub struct ThresholdResult {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TimelinePoint {
-    /// Seconds since the start.
+    /// Seconds since the start: where the point's span begins.
     pub t: u64,
+    /// The seconds the point covers: 1, until a long run's points are folded
+    /// in pairs (`timeline::MAX_POINTS`); counts are for the whole span.
+    #[serde(default = "one_second", skip_serializing_if = "is_one_second")]
+    pub width_s: u64,
     pub requests: u64,
     pub errors: u64,
     pub p50_ms: f64,
@@ -215,12 +220,21 @@ pub struct StepPoint {
     pub p99_ms: f64,
 }
 
+fn one_second() -> u64 {
+    1
+}
+
+fn is_one_second(width: &u64) -> bool {
+    *width == 1
+}
+
 impl TimelinePoint {
     pub fn from_delta(t: u64, delta: &Metrics) -> TimelinePoint {
         let overall = delta.overall_latency();
         let all = LatencySummary::from_histogram_us(&overall);
         TimelinePoint {
             t,
+            width_s: 1,
             requests: delta.requests(),
             errors: delta.failed(),
             p50_ms: all.p50,
