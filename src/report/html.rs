@@ -667,7 +667,18 @@ fn time_split(s: &Summary) -> Option<String> {
             "<span><i style=\"background:{color}\"></i>{name}</span>"
         );
     }
-    out.push_str("</div>\n<p class=\"note\">From API Gateway's execution log and the function's REPORT lines, per request followed to its REPORT; the client's time is measured from the send. Each bar stacks the parts' own percentiles, which add up exactly only for the mean.</p>\n</section>\n");
+    out.push_str("</div>\n");
+    for t in splits {
+        if let Some(sentence) = crate::report::terminal::cold_tail_sentence(t) {
+            let _ = writeln!(
+                out,
+                "<p class=\"cold-tail\" data-step=\"{step}\">{step}: {}</p>",
+                escape(&sentence),
+                step = escape(&t.step)
+            );
+        }
+    }
+    out.push_str("<p class=\"note\">From API Gateway's execution log and the function's REPORT lines, per request followed to its REPORT; the client's time is measured from the send. Each bar stacks the parts' own percentiles, which add up exactly only for the mean.</p>\n</section>\n");
     Some(out)
 }
 

@@ -21,9 +21,9 @@ use crate::metrics::{
     ErrorCounts, LatencySummary, decode_histogram, encode_histogram, new_histogram,
 };
 use crate::summary::{
-    ChecksSummary, CleanupSummary, DynamoVerify, ExecutionLogsVerify, IsolationVerify, Leak,
-    LogsVerify, StepSummary, StepTimeSplit, Summary, TimeSplitHistograms, TimelinePoint, Totals,
-    VerifySummary, rfc3339, timeline,
+    ChecksSummary, CleanupSummary, ColdTail, DynamoVerify, ExecutionLogsVerify, IsolationVerify,
+    Leak, LogsVerify, StepSummary, StepTimeSplit, Summary, TimeSplitHistograms, TimelinePoint,
+    Totals, VerifySummary, rfc3339, timeline,
 };
 use crate::thresholds::Threshold;
 
@@ -599,6 +599,7 @@ fn merge_time_splits(parts: &[&ExecutionLogsVerify]) -> Result<Vec<StepTimeSplit
                 cold_starts: of.iter().map(|s| s.cold_starts).sum(),
                 init_ms: LatencySummary::from_histogram_us(&init),
                 clamped: of.iter().map(|s| s.clamped).sum(),
+                tail: merge_tails(&of),
                 histograms: TimeSplitHistograms {
                     client: encode_histogram(&client),
                     api_gateway: encode_histogram(&api_gateway),
@@ -609,6 +610,20 @@ fn merge_time_splits(parts: &[&ExecutionLogsVerify]) -> Result<Vec<StepTimeSplit
             })
         })
         .collect()
+}
+
+/// The shards' tails together (`ColdTail` says why not exactly the merged
+/// run's): counts added, the tail begins at the fastest shard's beginning.
+fn merge_tails(of: &[&StepTimeSplit]) -> Option<ColdTail> {
+    let tails: Vec<&ColdTail> = of.iter().filter_map(|s| s.tail.as_ref()).collect();
+    (!tails.is_empty()).then(|| ColdTail {
+        slowest: tails.iter().map(|t| t.slowest).sum(),
+        cold_starts: tails.iter().map(|t| t.cold_starts).sum(),
+        from_ms: tails
+            .iter()
+            .map(|t| t.from_ms)
+            .fold(f64::INFINITY, f64::min),
+    })
 }
 
 /// The earliest RFC 3339 time; text that does not parse is kept only when

@@ -500,7 +500,36 @@ fn render_time_split(splits: &[crate::summary::StepTimeSplit]) -> String {
             }
         );
     }
+    for s in splits {
+        if let Some(sentence) = cold_tail_sentence(s) {
+            let _ = writeln!(out, "        {}: {sentence}", s.step);
+        }
+    }
     out
+}
+
+/// How much of a step's tail its cold starts explain, in one sentence, e.g.
+/// "p99 5.70s: 44 of the 50 slowest requests were cold starts, init p50
+/// 4.10s". `None` for a step without cold starts.
+pub fn cold_tail_sentence(s: &crate::summary::StepTimeSplit) -> Option<String> {
+    let tail = s.tail.as_ref()?;
+    if s.cold_starts == 0 {
+        return None;
+    }
+    let head = format!("p99 {}", fmt_ms(s.client_ms.p99));
+    let init = format!("init p50 {}", fmt_ms(s.init_ms.p50));
+    let all = s.cold_starts;
+    Some(match (tail.slowest, tail.cold_starts) {
+        (1, 1) => format!("{head}: the slowest request was a cold start, {init}"),
+        (1, _) => format!(
+            "{head}: the slowest request was not a cold start ({all} cold starts in all, {init})"
+        ),
+        (n, 0) => format!(
+            "{head}: none of the {n} slowest requests were cold starts ({all} cold starts in all, {init})"
+        ),
+        (n, k) if k == n => format!("{head}: all {n} slowest requests were cold starts, {init}"),
+        (n, k) => format!("{head}: {k} of the {n} slowest requests were cold starts, {init}"),
+    })
 }
 
 /// Log-spaced bins from the fastest to the slowest request, one bar each.
@@ -540,4 +569,65 @@ pub fn histogram_bars(hist: &hdrhistogram::Histogram<u64>, bins: usize, width: u
         );
     }
     out
+}
+
+#[cfg(test)]
+mod cold_tail_tests {
+    use super::cold_tail_sentence;
+    use crate::metrics::LatencySummary;
+    use crate::summary::{ColdTail, StepTimeSplit};
+
+    fn split(cold_starts: u64, slowest: u64, cold_in_tail: u64) -> StepTimeSplit {
+        StepTimeSplit {
+            step: "get".into(),
+            client_ms: LatencySummary {
+                p99: 5_700.0,
+                ..LatencySummary::default()
+            },
+            init_ms: LatencySummary {
+                p50: 4_100.0,
+                ..LatencySummary::default()
+            },
+            cold_starts,
+            tail: Some(ColdTail {
+                slowest,
+                cold_starts: cold_in_tail,
+                from_ms: 5_000.0,
+            }),
+            ..StepTimeSplit::default()
+        }
+    }
+
+    #[test]
+    fn says_how_much_of_the_tail_cold_starts_explain() {
+        let cases = [
+            (
+                (60, 50, 44),
+                "44 of the 50 slowest requests were cold starts, init p50 4.10s",
+            ),
+            (
+                (4, 4, 4),
+                "all 4 slowest requests were cold starts, init p50 4.10s",
+            ),
+            (
+                (1, 1, 1),
+                "the slowest request was a cold start, init p50 4.10s",
+            ),
+            (
+                (3, 1, 0),
+                "the slowest request was not a cold start (3 cold starts in all, init p50 4.10s)",
+            ),
+            (
+                (3, 2, 0),
+                "none of the 2 slowest requests were cold starts (3 cold starts in all, init p50 4.10s)",
+            ),
+        ];
+        for ((all, slowest, cold), said) in cases {
+            assert_eq!(
+                cold_tail_sentence(&split(all, slowest, cold)).as_deref(),
+                Some(format!("p99 5.70s: {said}").as_str())
+            );
+        }
+        assert_eq!(cold_tail_sentence(&split(0, 2, 0)), None);
+    }
 }

@@ -546,8 +546,23 @@ pub struct StepTimeSplit {
     /// exceeded the client's time; their API Gateway part counts as 0.
     #[serde(default)]
     pub clamped: u64,
+    /// How much of the tail the cold starts explain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<ColdTail>,
     /// The four as HDR histograms of µs (V2 + deflate, base64), for merging.
     pub histograms: TimeSplitHistograms,
+}
+
+/// Of a step's slowest requests (the slowest 1 % of those followed to their
+/// `REPORT` by the client's time, at least one), how many were cold starts.
+/// A merge adds the shards' own tails: the union of each shard's slowest 1 %,
+/// close to but not exactly the merged run's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ColdTail {
+    pub slowest: u64,
+    pub cold_starts: u64,
+    /// The client time of the fastest of them: where the tail begins.
+    pub from_ms: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

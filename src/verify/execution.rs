@@ -16,6 +16,7 @@ use hdrhistogram::Histogram;
 
 use super::lines::{Execution, Report, parse_execution, parse_report};
 use crate::metrics::new_histogram;
+use crate::summary::ColdTail;
 
 /// Server-side terms for the lines the chain reads, as one OR pattern. Only a
 /// volume cut: emulators ignore `?` and return every event, and each line is
@@ -167,6 +168,9 @@ pub struct TimeSplit {
     /// disagree by up to a millisecond: API Gateway logs whole ms): their
     /// API Gateway part is counted as 0.
     pub clamped: u64,
+    /// Each request's client time and whether it was a cold start, for the
+    /// tail: as many as the run recorded (the reservoir bounds them).
+    requests: Vec<(u64, bool)>,
 }
 
 impl Default for TimeSplit {
@@ -178,6 +182,7 @@ impl Default for TimeSplit {
             function_us: new_histogram(),
             init_us: new_histogram(),
             clamped: 0,
+            requests: Vec::new(),
         }
     }
 }
@@ -214,9 +219,28 @@ impl TimeSplit {
         if function_ms.is_finite() {
             record(&mut self.function_us, us(function_ms));
         }
-        if let Some(init) = init_ms.filter(|i| i.is_finite()) {
+        let init = init_ms.filter(|i| i.is_finite());
+        if let Some(init) = init {
             record(&mut self.init_us, us(init));
         }
+        self.requests.push((service_us, init.is_some()));
+    }
+
+    /// The slowest 1 % of the requests (at least one) and how many of them
+    /// were cold starts; `None` before any request.
+    pub fn tail(&self) -> Option<ColdTail> {
+        if self.requests.is_empty() {
+            return None;
+        }
+        let n = self.requests.len().div_ceil(100);
+        let mut by_time: Vec<(u64, bool)> = self.requests.clone();
+        by_time.sort_unstable_by_key(|&(us, _)| std::cmp::Reverse(us));
+        let slowest = &by_time[..n];
+        Some(ColdTail {
+            slowest: n as u64,
+            cold_starts: slowest.iter().filter(|(_, cold)| *cold).count() as u64,
+            from_ms: slowest.last().map_or(0.0, |(us, _)| *us as f64 / 1000.0),
+        })
     }
 }
 
@@ -534,6 +558,26 @@ mod tests {
         split.record(70_000, None, 1.0, None);
         assert_eq!(split.client_us.len(), 102);
         assert_eq!(split.integration_us.len(), 101);
+    }
+
+    #[test]
+    fn the_tail_is_the_slowest_percent_and_its_cold_starts() {
+        let mut split = TimeSplit::default();
+        assert_eq!(split.tail(), None);
+        // 396 warm requests of 5-9 ms, 4 cold ones of 600 ms and more.
+        for i in 0..396u64 {
+            split.record(5_000 + i * 10, Some(4.0), 3.0, None);
+        }
+        for i in 0..4u64 {
+            split.record(600_000 + i, Some(590.0), 80.0, Some(500.0));
+        }
+        let tail = split.tail().unwrap();
+        assert_eq!((tail.slowest, tail.cold_starts), (4, 4));
+        assert!((tail.from_ms - 600.0).abs() < 0.01);
+        // One more warm request, slower than them all: 5 slowest of 401.
+        split.record(900_000, Some(890.0), 880.0, None);
+        let tail = split.tail().unwrap();
+        assert_eq!((tail.slowest, tail.cold_starts), (5, 4));
     }
 
     proptest! {

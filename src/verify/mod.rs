@@ -943,6 +943,7 @@ fn time_split(step: &str, split: &TimeSplit) -> StepTimeSplit {
         cold_starts: split.init_us.len(),
         init_ms: LatencySummary::from_histogram_us(&split.init_us),
         clamped: split.clamped,
+        tail: split.tail(),
         histograms: TimeSplitHistograms {
             client: encode_histogram(&split.client_us),
             api_gateway: encode_histogram(&split.api_gateway_us),

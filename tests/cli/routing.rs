@@ -492,6 +492,41 @@ fn the_time_splits_into_api_gateway_integration_and_function() {
     }
 }
 
+/// How much of the tail cold starts explain: each cold start holds its
+/// request 500 ms, so the slowest requests of the step that met them are the
+/// cold starts, and the report says so in a sentence.
+#[test]
+fn the_slowest_requests_are_explained_by_their_cold_starts() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &[], &["--cold-start", "500ms"]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    set_loglevel(&rt, &aws, &sandbox, &api, "INFO");
+    let dir = tempfile::tempdir().unwrap();
+    // 120 iterations: the slowest 1 % of each step is 2 requests.
+    let (code, s, out) = run(&sandbox, dir.path(), "", 120);
+    assert_eq!(code, 0, "{out}\n{s:#}");
+    let splits = s["verify"]["logs"]["execution_logs"]["time_split"]
+        .as_array()
+        .unwrap();
+    let coldest = splits
+        .iter()
+        .max_by_key(|t| t["cold_starts"].as_u64().unwrap())
+        .unwrap();
+    assert!(coldest["cold_starts"].as_u64().unwrap() >= 2, "{coldest:#}");
+    let tail = &coldest["tail"];
+    assert_eq!(tail["slowest"], 2, "{coldest:#}");
+    assert_eq!(tail["cold_starts"], 2, "{coldest:#}");
+    assert!(tail["from_ms"].as_f64().unwrap() >= 500.0, "{coldest:#}");
+    let step = coldest["step"].as_str().unwrap();
+    assert!(
+        out.contains(&format!("{step}: p99 "))
+            && out.contains("all 2 slowest requests were cold starts, init p50 5"),
+        "{out}"
+    );
+}
+
 /// Ingestion takes seconds on AWS: lines that arrive late are polled for,
 /// through the execution-log channel as through the function's.
 #[test]
