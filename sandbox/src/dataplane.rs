@@ -701,6 +701,13 @@ fn app_message(
             "correlation_id": ids.request_id,
             "xray_trace_id": format!("Root={}", trace_id(started)),
         }),
+        // What Lambda's JSON format makes of a bare `console.log(message)`.
+        FunctionLog::Plain => json!({
+            "timestamp": super::rfc3339(started),
+            "level": level,
+            "requestId": lambda_request_id,
+            "message": outcome.message,
+        }),
     }
 }
 

@@ -65,8 +65,12 @@ pub struct SandboxArgs {
     /// log format (repeatable): STAGE=stagecheck (the client's X-Correlation-Id
     /// and API Gateway's request id, the default; `full` is accepted too) or
     /// STAGE=powertools (AWS Lambda Powertools' Logger JSON: only API Gateway's
-    /// request id, as `correlation_id`).
-    #[arg(long = "function-log", value_name = "STAGE=stagecheck|powertools")]
+    /// request id, as `correlation_id`) or STAGE=plain (its message only: no id
+    /// but Lambda's own request id).
+    #[arg(
+        long = "function-log",
+        value_name = "STAGE=stagecheck|powertools|plain"
+    )]
     pub function_log: Vec<String>,
     /// How long a new Lambda execution environment's init phase takes: the
     /// first request an environment serves waits for it (a cold start).
@@ -242,7 +246,7 @@ fn parse_function_logs(specs: &[String]) -> Result<HashMap<String, logs::Functio
             .filter(|(stage, _)| !stage.is_empty());
         let Some((stage, shape)) = parsed else {
             return Err(format!(
-                "--function-log {spec:?}: expected STAGE=stagecheck or STAGE=powertools"
+                "--function-log {spec:?}: expected STAGE=stagecheck, STAGE=powertools or STAGE=plain"
             ));
         };
         shapes.insert(stage.to_string(), shape);

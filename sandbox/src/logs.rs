@@ -103,6 +103,10 @@ pub enum FunctionLog {
     /// `requestContext.requestId` (the `x-amzn-RequestId` the client got), and no
     /// client header at all, as most real functions log.
     Powertools,
+    /// A function that logs only its message: its lines carry no id but
+    /// Lambda's own request id (which Lambda's JSON format adds to every
+    /// record), nothing the client ever saw.
+    Plain,
 }
 
 impl FunctionLog {
@@ -111,6 +115,7 @@ impl FunctionLog {
             // `full` was this shape's first name.
             "stagecheck" | "full" => Some(FunctionLog::Stagecheck),
             "powertools" => Some(FunctionLog::Powertools),
+            "plain" => Some(FunctionLog::Plain),
             _ => None,
         }
     }
@@ -659,6 +664,7 @@ mod tests {
             FunctionLog::parse("powertools"),
             Some(FunctionLog::Powertools)
         );
+        assert_eq!(FunctionLog::parse("plain"), Some(FunctionLog::Plain));
         assert_eq!(FunctionLog::parse("Powertools"), None);
     }
 }
