@@ -2,8 +2,8 @@
 //! `MAX_POINTS` of them, then neighbours are folded in pairs (each point then
 //! covers twice the time), so a day-long soak keeps as many points as a
 //! quarter-hour run. A point's histogram is kept encoded (~1 KB a second at
-//! a few thousand requests/s): an unbounded list of them was what grew in a
-//! long run's memory.
+//! a few thousand requests/s): an unbounded list of them was most of what
+//! grew in a long run's memory (about 3 MB an hour at 10 000 requests/s).
 //!
 //! Points cover aligned spans (`t` a multiple of `width_s`, widths powers of
 //! two), so shards' timelines of different lengths still line up: `merge`
@@ -51,10 +51,10 @@ impl Timeline {
                 self.points[i] = folded;
             }
             Err(i) => {
+                // A span's first second is the span as it stands so far.
                 let mut point = second;
-                if self.width > 1 {
-                    point = fold(start, self.width, &[&point]);
-                }
+                point.t = start;
+                point.width_s = self.width;
                 self.points.insert(i, point);
             }
         }
@@ -66,21 +66,16 @@ impl Timeline {
     /// Doubles the span of every point by folding neighbours.
     fn widen(&mut self) {
         let width = self.width * 2;
-        let mut folded: Vec<TimelinePoint> = Vec::with_capacity(self.points.len() / 2 + 1);
-        let mut group: Vec<TimelinePoint> = Vec::new();
-        for point in std::mem::take(&mut self.points) {
-            let start = point.t / width * width;
-            if group.first().is_some_and(|g| g.t / width * width != start) {
-                folded.push(fold_owned(width, &group));
-                group.clear();
-            }
-            group.push(point);
-        }
-        if !group.is_empty() {
-            folded.push(fold_owned(width, &group));
-        }
+        let span = |p: &TimelinePoint| p.t / width * width;
+        self.points = self
+            .points
+            .chunk_by(|a, b| span(a) == span(b))
+            .map(|group| {
+                let refs: Vec<&TimelinePoint> = group.iter().collect();
+                fold(span(&group[0]), width, &refs)
+            })
+            .collect();
         self.width = width;
-        self.points = folded;
     }
 
     pub fn width(&self) -> u64 {
@@ -98,11 +93,6 @@ impl Timeline {
     pub fn into_points(self) -> Vec<TimelinePoint> {
         self.points
     }
-}
-
-fn fold_owned(width: u64, group: &[TimelinePoint]) -> TimelinePoint {
-    let refs: Vec<&TimelinePoint> = group.iter().collect();
-    fold(group[0].t / width * width, width, &refs)
 }
 
 /// Points folded in the engine: exact where the histograms decode (they are

@@ -179,8 +179,6 @@ fn requests_invoking(
 /// Stage test's function logs in Lambda's JSON format and its code logs its
 /// message only (`--function-log test=plain`): no id but Lambda's own, so
 /// nothing of its logs proves a request, whatever the scenario matches.
-const BLIND: &str = "";
-
 #[test]
 fn a_json_format_function_is_proven_by_the_execution_log_and_unproven_without_it() {
     let moto = Moto::start();
@@ -194,7 +192,7 @@ fn a_json_format_function_is_proven_by_the_execution_log_and_unproven_without_it
 
     // Execution logging off (the sandbox's default): no group at all. The
     // function's JSON lines carry nothing the client saw, so nothing is proven.
-    let (code, s, out) = run(&sandbox, dir.path(), BLIND, 5);
+    let (code, s, out) = run(&sandbox, dir.path(), "", 5);
     assert_eq!(code, 1, "{out}\n{s:#}");
     let logs = &s["verify"]["logs"];
     let requests = s["totals"]["requests"].as_u64().unwrap();
@@ -224,7 +222,7 @@ fn a_json_format_function_is_proven_by_the_execution_log_and_unproven_without_it
     // Logging at INFO: the same run is proven, request by request, through
     // API Gateway's log alone; the group is found without being named.
     set_loglevel(&rt, &aws, &sandbox, &api, "INFO");
-    let (code, s, out) = run(&sandbox, dir.path(), BLIND, 5);
+    let (code, s, out) = run(&sandbox, dir.path(), "", 5);
     assert_eq!(code, 0, "{out}\n{s:#}");
     let logs = &s["verify"]["logs"];
     let group = format!("API-Gateway-Execution-Logs_{api}/test");
@@ -261,7 +259,7 @@ fn a_json_format_function_is_proven_by_the_execution_log_and_unproven_without_it
 
     // Back to OFF: the group is there but holds nothing of this run.
     set_loglevel(&rt, &aws, &sandbox, &api, "OFF");
-    let (code, s, out) = run(&sandbox, dir.path(), BLIND, 5);
+    let (code, s, out) = run(&sandbox, dir.path(), "", 5);
     assert_eq!(code, 1, "{out}\n{s:#}");
     let logs = &s["verify"]["logs"];
     assert_eq!(logs["found"], 0, "{s:#}");
