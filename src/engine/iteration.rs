@@ -61,7 +61,10 @@ pub fn check_offsets(plan: &Plan) -> Vec<usize> {
 pub struct IterationContext<'a> {
     pub plan: &'a Plan,
     pub connector: &'a Connector,
+    /// The measured phase's metrics, or the warmup's.
     pub metrics: &'a RefCell<Metrics>,
+    /// The iteration was due in the warmup: its records say so.
+    pub warmup: bool,
     pub records: &'a RefCell<Records>,
     pub check_offsets: &'a [usize],
     /// One per step.
@@ -197,6 +200,7 @@ async fn steps(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) -> bool {
                     service_us: u32::try_from(service_us).unwrap_or(u32::MAX),
                     seq: due.seq,
                     request_id: request_id(&answer),
+                    warmup: cx.warmup,
                 });
             }
             if let (true, false, Some(writes)) = (cx.record.writes, failed, &step.writes) {

@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::scenario::Plan;
 use crate::summary::judge::{self, Live};
 use crate::summary::timeline::Timeline;
-use crate::summary::{RunFacts, TimelinePoint};
+use crate::summary::{RunFacts, TimelinePoint, Warmup};
 use crate::verify::records::{InvocationRecord, Records, Reservoir, WriteRecord};
 use client::Connector;
 use worker::{Phase, WorkerMessage, WorkerSetup};
@@ -39,6 +39,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Progress {
     pub elapsed: Duration,
     pub total: Duration,
+    /// The second was in the warmup: `second` is the warmup's traffic.
+    pub warming_up: bool,
     pub second: TimelinePoint,
     pub requests: u64,
     pub failed: u64,
@@ -46,6 +48,7 @@ pub struct Progress {
 }
 
 pub struct RunResult {
+    /// The measured phase's.
     pub metrics: Metrics,
     pub facts: RunFacts,
     pub writes: Reservoir<WriteRecord>,
@@ -166,11 +169,14 @@ async fn coordinate(
     drop(report_tx);
 
     let mut totals = Metrics::new(plan.steps.len(), plan.check_count());
+    let mut warmup_totals =
+        (!plan.load.warmup.is_zero()).then(|| Metrics::new(plan.steps.len(), plan.check_count()));
+    let warmup_ticks = plan.load.warmup.as_secs();
     let mut collected = Collected::new(
         plan.verify.max_recorded_writes,
         plan.verify.max_recorded_invocations,
     );
-    let mut seconds: BTreeMap<u64, (usize, Metrics)> = BTreeMap::new();
+    let mut seconds: BTreeMap<u64, Second> = BTreeMap::new();
     let mut timeline = Timeline::default();
     let mut done = 0;
     let mut stopped_by: Option<String> = None;
@@ -199,23 +205,30 @@ async fn coordinate(
         };
         tokio::select! {
             message = report_rx.recv() => match message {
-                Some(WorkerMessage::Tick { tick, delta, records }) => {
+                Some(WorkerMessage::Tick { tick, delta, warmup, records }) => {
                     collected.add(records);
                     totals.merge(&delta);
-                    let complete = add_to_second(&mut seconds, tick, &delta, threads, &plan);
-                    if let Some(second) = complete {
-                        let point = TimelinePoint::from_delta(tick, &second);
+                    add_warmup(&mut warmup_totals, warmup.as_deref());
+                    let complete = add_to_second(&mut seconds, tick, &delta, warmup.as_deref(), threads, &plan);
+                    if let Some((second, warm)) = complete {
+                        let warming_up = tick < warmup_ticks;
+                        let shown = if warming_up { warm.as_ref().unwrap_or(&second) } else { &second };
+                        let point = TimelinePoint::from_delta(tick, shown);
                         progress(&Progress {
                             elapsed: start.elapsed(),
                             total: plan.load.duration,
+                            warming_up,
                             second: point.clone(),
                             requests: totals.requests(),
                             failed: totals.failed(),
                             dropped_iterations: totals.dropped_iterations,
                         });
-                        timeline.push(point);
-                        let judge = stop_deadline.is_none() && plan.abort_on_fail && start.elapsed() >= plan.abort_delay;
-                        if let Some(rule) = judge.then(|| failing_threshold(&plan, &totals, start)).flatten() {
+                        if !warming_up {
+                            timeline.push(point);
+                        }
+                        let measured_for = start.elapsed().saturating_sub(plan.load.warmup);
+                        let judge = stop_deadline.is_none() && plan.abort_on_fail && !warming_up && measured_for >= plan.abort_delay;
+                        if let Some(rule) = judge.then(|| failing_threshold(&plan, &totals, measured_for)).flatten() {
                             stopped_by = Some(format!("threshold `{rule}` failed during the run"));
                             partial = true;
                             stop_deadline = Some(Instant::now() + plan.load.grace);
@@ -223,10 +236,13 @@ async fn coordinate(
                         }
                     }
                 }
-                Some(WorkerMessage::Done { tick, delta, records }) => {
+                Some(WorkerMessage::Done { tick, delta, warmup, records }) => {
                     collected.add(records);
                     totals.merge(&delta);
-                    if let Some(second) = add_to_second(&mut seconds, tick, &delta, threads, &plan) {
+                    add_warmup(&mut warmup_totals, warmup.as_deref());
+                    if let Some((second, _)) = add_to_second(&mut seconds, tick, &delta, warmup.as_deref(), threads, &plan)
+                        && tick >= warmup_ticks
+                    {
                         timeline.push(TimelinePoint::from_delta(tick, &second));
                     }
                     done += 1;
@@ -275,8 +291,8 @@ async fn coordinate(
         )));
     }
     // Seconds some worker never completed (the last, partial one) still count.
-    for (tick, (_, second)) in seconds {
-        timeline.push(TimelinePoint::from_delta(tick, &second));
+    for (tick, second) in seconds.range(warmup_ticks..) {
+        timeline.push(TimelinePoint::from_delta(*tick, &second.measured));
     }
     Ok(RunResult {
         metrics: totals,
@@ -286,38 +302,64 @@ async fn coordinate(
             partial,
             stopped_by,
             timeline: timeline.into_points(),
+            warmup: warmup_totals.map(|metrics| Warmup {
+                planned: plan.load.warmup,
+                metrics,
+            }),
         },
         writes: collected.writes,
         invocations: collected.invocations,
     })
 }
 
+/// One second of the run as the workers report it: the measured phase's
+/// part, and the warmup's (its iterations can end after it).
+struct Second {
+    reported: usize,
+    measured: Metrics,
+    warmup: Option<Metrics>,
+}
+
 /// Adds a worker's share of second `tick`; returns the second once every
 /// worker has reported it.
 fn add_to_second(
-    seconds: &mut BTreeMap<u64, (usize, Metrics)>,
+    seconds: &mut BTreeMap<u64, Second>,
     tick: u64,
     delta: &Metrics,
+    warmup: Option<&Metrics>,
     threads: usize,
     plan: &Plan,
-) -> Option<Metrics> {
-    let entry = seconds
-        .entry(tick)
-        .or_insert_with(|| (0, Metrics::new(plan.steps.len(), plan.check_count())));
-    entry.0 += 1;
-    entry.1.merge(delta);
-    if entry.0 == threads {
-        seconds.remove(&tick).map(|(_, m)| m)
+) -> Option<(Metrics, Option<Metrics>)> {
+    let new = || Metrics::new(plan.steps.len(), plan.check_count());
+    let entry = seconds.entry(tick).or_insert_with(|| Second {
+        reported: 0,
+        measured: new(),
+        warmup: None,
+    });
+    entry.reported += 1;
+    entry.measured.merge(delta);
+    if let Some(w) = warmup {
+        entry.warmup.get_or_insert_with(new).merge(w);
+    }
+    if entry.reported == threads {
+        seconds.remove(&tick).map(|s| (s.measured, s.warmup))
     } else {
         None
     }
 }
 
-fn failing_threshold(plan: &Plan, totals: &Metrics, start: Instant) -> Option<String> {
+fn add_warmup(totals: &mut Option<Metrics>, delta: Option<&Metrics>) {
+    if let (Some(totals), Some(delta)) = (totals.as_mut(), delta) {
+        totals.merge(delta);
+    }
+}
+
+/// `measured_for`: how long the measured phase has run (rates divide by it).
+fn failing_threshold(plan: &Plan, totals: &Metrics, measured_for: Duration) -> Option<String> {
     let live = Live {
         plan,
         metrics: totals,
-        elapsed: start.elapsed(),
+        elapsed: measured_for,
     };
     judge::failing_during_run(&plan.thresholds, &live).map(|rule| rule.expr.clone())
 }

@@ -50,6 +50,29 @@ impl ArrivalSchedule {
             .map_or(0, |s| (s.count_after - 1e-9).ceil().max(0.0) as u64)
     }
 
+    /// How many iterations are due before `t_s` seconds from the start, at a
+    /// segment's end (where the warmup ends) exactly as [`Self::time_of`]
+    /// counts them.
+    pub fn due_before(&self, t_s: f64) -> u64 {
+        if t_s <= 0.0 {
+            return 0;
+        }
+        let count = self
+            .segments
+            .iter()
+            .find(|s| t_s < s.start_s + s.duration_s)
+            .map_or_else(
+                || self.segments.last().map_or(0.0, |s| s.count_after),
+                |s| {
+                    let tau = t_s - s.start_s;
+                    s.count_before
+                        + s.from * tau
+                        + (s.to - s.from) * tau * tau / (2.0 * s.duration_s)
+                },
+            );
+        (count - 1e-9).ceil().max(0.0) as u64
+    }
+
     /// Seconds from the start at which iteration `k` is due, or `None` past the end.
     pub fn time_of(&self, k: u64) -> Option<f64> {
         let x = k as f64;
@@ -127,6 +150,24 @@ mod tests {
                     last = t;
                 }
             }
+        }
+
+        /// The warmup's iterations are the first `due_before(W)`: exactly
+        /// those `time_of` puts before the warmup's end.
+        #[test]
+        fn due_before_a_segment_end_counts_what_time_of_puts_before_it(
+            warm_rate in 0.5f64..400.0,
+            warm_s in 1u64..5,
+            parts in proptest::collection::vec((0.0f64..400.0, 0.0f64..400.0, 1u64..3000), 1..3)
+        ) {
+            let mut p = profile(&parts);
+            p.segments.insert(0, Segment { from: warm_rate, to: warm_rate, duration: Duration::from_secs(warm_s) });
+            let s = ArrivalSchedule::new(&p);
+            let w = warm_s as f64;
+            let before = s.due_before(w);
+            let by_time = (0..s.total().min(5000)).filter(|&k| s.time_of(k).is_some_and(|t| t < w)).count() as u64;
+            prop_assert_eq!(before, by_time);
+            prop_assert!(s.time_of(before).is_none_or(|t| t >= w - 1e-9));
         }
 
         #[test]

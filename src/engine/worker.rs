@@ -35,12 +35,15 @@ pub enum WorkerMessage {
     Tick {
         tick: u64,
         delta: Box<Metrics>,
+        /// The warmup's iterations' part, while any is recorded.
+        warmup: Option<Box<Metrics>>,
         records: Records,
     },
     /// The worker has stopped; what it recorded in its last, partial second `tick`.
     Done {
         tick: u64,
         delta: Box<Metrics>,
+        warmup: Option<Box<Metrics>>,
         records: Records,
     },
 }
@@ -70,6 +73,10 @@ impl WorkerSetup {
 struct Worker {
     setup: WorkerSetup,
     metrics: RefCell<Metrics>,
+    /// What the iterations due before `warmup_end` recorded: a run's first
+    /// seconds (cold starts, empty caches) kept out of the measured numbers.
+    warmup_metrics: RefCell<Metrics>,
+    warmup_end: Instant,
     /// What verification will look for, moved out each second with the metrics
     /// (never merged into totals).
     records: RefCell<Records>,
@@ -95,6 +102,8 @@ pub fn run(setup: WorkerSetup) {
     let plan = setup.plan.clone();
     let worker = Rc::new(Worker {
         metrics: RefCell::new(Metrics::new(plan.steps.len(), plan.check_count())),
+        warmup_metrics: RefCell::new(Metrics::new(plan.steps.len(), plan.check_count())),
+        warmup_end: setup.start + plan.load.warmup,
         records: RefCell::new(Records::default()),
         check_offsets: iteration::check_offsets(&plan),
         prepared: prepared_requests(&plan),
@@ -113,6 +122,7 @@ pub fn run(setup: WorkerSetup) {
     let _ = worker.setup.report.send(WorkerMessage::Done {
         tick: worker.ticks_sent.get(),
         delta: Box::new(delta),
+        warmup: worker.take_warmup(),
         records,
     });
 }
@@ -159,6 +169,7 @@ impl Worker {
         for tick in 0.. {
             ticks.tick().await;
             let delta = Box::new(self.metrics.borrow_mut().take_delta());
+            let warmup = self.take_warmup();
             // Moved, not copied: they can be large.
             let records = self.records.take();
             if self
@@ -167,6 +178,7 @@ impl Worker {
                 .send(WorkerMessage::Tick {
                     tick,
                     delta,
+                    warmup,
                     records,
                 })
                 .is_err()
@@ -177,11 +189,30 @@ impl Worker {
         }
     }
 
-    fn context(&self) -> IterationContext<'_> {
+    /// The warmup's delta, once anything was recorded in it: nothing is
+    /// sent for the seconds after its last iteration ended.
+    fn take_warmup(&self) -> Option<Box<Metrics>> {
+        let mut warmup = self.warmup_metrics.borrow_mut();
+        (!warmup.is_empty()).then(|| Box::new(warmup.take_delta()))
+    }
+
+    /// Iterations due before the warmup's end are the warmup's, whenever
+    /// they end.
+    fn metrics_for(&self, due: &Due) -> (&RefCell<Metrics>, bool) {
+        if due.at < self.warmup_end {
+            (&self.warmup_metrics, true)
+        } else {
+            (&self.metrics, false)
+        }
+    }
+
+    fn context(&self, due: &Due) -> IterationContext<'_> {
+        let (metrics, warmup) = self.metrics_for(due);
         IterationContext {
             plan: &self.setup.plan,
             connector: &self.setup.connector,
-            metrics: &self.metrics,
+            metrics,
+            warmup,
             records: &self.records,
             check_offsets: &self.check_offsets,
             prepared: &self.prepared,
@@ -193,8 +224,9 @@ impl Worker {
         #[cfg(debug_assertions)]
         self.test_panic(vu);
         self.busy.set(self.busy.get() + 1);
-        self.metrics.borrow_mut().iterations_started += 1;
-        iteration::run(&self.context(), vu, due).await;
+        let cx = self.context(&due);
+        cx.metrics.borrow_mut().iterations_started += 1;
+        iteration::run(&cx, vu, due).await;
         self.busy.set(self.busy.get() - 1);
         // Only the drain at the end waits, and only for "nothing in flight":
         // waking it on every iteration would cost a lock per request.
@@ -233,7 +265,9 @@ impl Worker {
 
     async fn open_model(self: Rc<Self>, schedule: ArrivalSchedule, pool: Rc<Pool>) {
         let (offset, stride) = self.setup.offset_and_stride();
-        let cap = self.setup.plan.load.iterations;
+        // The cap counts the measured phase's iterations: the warmup's come first.
+        let warmup = schedule.due_before(self.setup.plan.load.warmup.as_secs_f64());
+        let cap = self.setup.plan.load.iterations.map(|cap| cap + warmup);
         let mut phase = self.setup.phase.clone();
         let timer = DueTimer::new();
         let mut k = offset;
@@ -280,8 +314,8 @@ impl Worker {
 
     fn dispatch(self: &Rc<Self>, pool: &Rc<Pool>, due: Due) {
         let lag = Instant::now().saturating_duration_since(due.at);
-        let _ = self
-            .metrics
+        let (metrics, _) = self.metrics_for(&due);
+        let _ = metrics
             .borrow_mut()
             .schedule_lag_us
             .record(lag.as_micros() as u64);
@@ -303,7 +337,7 @@ impl Worker {
             // Every VU is busy: wait, still timed from when it was due.
             pool.queue.borrow_mut().push_back(due);
         } else {
-            self.metrics.borrow_mut().dropped_iterations += 1;
+            metrics.borrow_mut().dropped_iterations += 1;
         }
     }
 
@@ -364,7 +398,8 @@ impl Worker {
                     _ = phase.wait_for(|p| *p != Phase::Running) => break,
                 }
             }
-            if !self.claim() {
+            // The warmup's iterations are not counted against the cap.
+            if now >= self.warmup_end && !self.claim() {
                 break;
             }
             // Unique across threads and shards: VU ids are, and each VU

@@ -233,6 +233,18 @@ impl Metrics {
         self.steps.iter().map(|s| s.requests).sum()
     }
 
+    /// Nothing was recorded since the last delta.
+    pub fn is_empty(&self) -> bool {
+        self.iterations_started == 0
+            && self.iterations_completed == 0
+            && self.iterations_failed == 0
+            && self.dropped_iterations == 0
+            && self.unstarted_iterations == 0
+            && self.interrupted_iterations == 0
+            && self.schedule_lag_us.is_empty()
+            && self.requests() == 0
+    }
+
     pub fn failed(&self) -> u64 {
         self.steps.iter().map(|s| s.failed).sum()
     }

@@ -136,6 +136,13 @@ fn header(s: &Summary) -> Option<String> {
     if let Some(note) = s.throttling_note() {
         let _ = writeln!(out, "<p class=\"meta\">Throttling: {}</p>", escape(&note));
     }
+    if let Some(warmup) = &s.warmup {
+        let _ = writeln!(
+            out,
+            "<p class=\"meta\" id=\"warmup\">{}</p>",
+            escape(&warmup.sentence())
+        );
+    }
     // What failed comes first: it is why the reader opened the report.
     let failed_thresholds: Vec<_> = s.failed_thresholds().collect();
     let failed_checks: Vec<_> = s.checks.details.iter().filter(|c| c.failed > 0).collect();

@@ -54,6 +54,9 @@ pub fn render(summary: &Summary) -> String {
     if let Some(note) = summary.throttling_note() {
         let _ = writeln!(out, "> **Throttling:** {}\n", escape(&note));
     }
+    if let Some(warmup) = &summary.warmup {
+        let _ = writeln!(out, "{}\n", escape(&warmup.sentence()));
+    }
 
     if let Some(v) = &summary.verify {
         let _ = writeln!(

@@ -23,7 +23,7 @@ use crate::metrics::{
 use crate::summary::{
     ChecksSummary, CleanupSummary, ColdTail, DynamoVerify, ExecutionLogsVerify, IsolationVerify,
     Leak, LogsVerify, StepSummary, StepTimeSplit, Summary, TimeSplitHistograms, TimelinePoint,
-    Totals, VerifySummary, rfc3339, timeline,
+    Totals, VerifySummary, WarmupStep, WarmupSummary, rfc3339, timeline,
 };
 use crate::thresholds::Threshold;
 
@@ -132,6 +132,7 @@ pub fn merge(parts: &[Summary]) -> Result<Summary, MergeError> {
         thresholds: Vec::new(),
         timeline: merge_timeline(parts)?,
         verify: merge_verify(parts)?,
+        warmup: merge_warmup(parts)?,
         // Shards that ran against one deployment keep its evidence; shards
         // that did not have none to give.
         deployment: first
@@ -349,6 +350,57 @@ fn add_histograms<'a>(
             .map_err(|e| MergeError(format!("{who}: histogram out of range: {e:?}")))?;
     }
     Ok(sum)
+}
+
+/// The shards' warmups added: counts summed, histograms added step by step.
+fn merge_warmup(parts: &[Summary]) -> Result<Option<WarmupSummary>, MergeError> {
+    let warmups: Vec<(&WarmupSummary, String)> = parts
+        .iter()
+        .filter_map(|p| p.warmup.as_ref().map(|w| (w, describe(p))))
+        .collect();
+    let Some((first, _)) = warmups.first() else {
+        return Ok(None);
+    };
+    let mut overall = new_histogram();
+    let mut steps = Vec::with_capacity(first.steps.len());
+    for (i, step) in first.steps.iter().enumerate() {
+        let hist = add_histograms(
+            warmups
+                .iter()
+                .filter_map(|(w, who)| w.steps.get(i).map(|s| (&s.histogram, who.clone()))),
+        )?;
+        overall
+            .add(&hist)
+            .map_err(|e| MergeError(format!("warmup histogram out of range: {e:?}")))?;
+        steps.push(WarmupStep {
+            name: step.name.clone(),
+            requests: warmups
+                .iter()
+                .filter_map(|(w, _)| w.steps.get(i))
+                .map(|s| s.requests)
+                .sum(),
+            failed: warmups
+                .iter()
+                .filter_map(|(w, _)| w.steps.get(i))
+                .map(|s| s.failed)
+                .sum(),
+            latency_ms: LatencySummary::from_histogram_us(&hist),
+            histogram: encode_histogram(&hist),
+        });
+    }
+    let sum = |f: fn(&WarmupSummary) -> u64| warmups.iter().map(|(w, _)| f(w)).sum::<u64>();
+    Ok(Some(WarmupSummary {
+        duration_s: warmups
+            .iter()
+            .map(|(w, _)| w.duration_s)
+            .fold(0.0, f64::max),
+        iterations: sum(|w| w.iterations),
+        requests: sum(|w| w.requests),
+        failed: sum(|w| w.failed),
+        checks_failed: sum(|w| w.checks_failed),
+        latency_ms: LatencySummary::from_histogram_us(&overall),
+        steps,
+    }))
 }
 
 fn add_errors<'a>(parts: impl Iterator<Item = &'a ErrorCounts>) -> ErrorCounts {
@@ -598,6 +650,7 @@ fn merge_time_splits(parts: &[&ExecutionLogsVerify]) -> Result<Vec<StepTimeSplit
                 function_ms: LatencySummary::from_histogram_us(&function),
                 cold_starts: of.iter().map(|s| s.cold_starts).sum(),
                 init_ms: LatencySummary::from_histogram_us(&init),
+                warmup_cold_starts: of.iter().map(|s| s.warmup_cold_starts).sum(),
                 clamped: of.iter().map(|s| s.clamped).sum(),
                 tail: merge_tails(&of),
                 histograms: TimeSplitHistograms {
@@ -758,6 +811,7 @@ mod tests {
             }],
             timeline: vec![point(t0), point(t0 + 1)],
             verify: None,
+            warmup: None,
             deployment: None,
             passed: true,
             reasons: Vec::new(),
@@ -1002,6 +1056,53 @@ mod tests {
         assert!((44.9..45.1).contains(&split.function_ms.p50), "{split:?}");
         assert_eq!(split.cold_starts, 4);
         assert!((299.0..301.0).contains(&split.init_ms.p50), "{split:?}");
+    }
+
+    fn warmup(latencies_us: &[u64]) -> WarmupSummary {
+        let mut hist = new_histogram();
+        for v in latencies_us {
+            hist.record(*v).unwrap();
+        }
+        let n = latencies_us.len() as u64;
+        WarmupSummary {
+            duration_s: 3.0,
+            iterations: n,
+            requests: n,
+            failed: 1,
+            checks_failed: 2,
+            latency_ms: LatencySummary::from_histogram_us(&hist),
+            steps: vec![WarmupStep {
+                name: "get".into(),
+                requests: n,
+                failed: 1,
+                latency_ms: LatencySummary::from_histogram_us(&hist),
+                histogram: encode_histogram(&hist),
+            }],
+        }
+    }
+
+    #[test]
+    fn warmups_add_up_exactly_and_stay_out_of_the_totals() {
+        let mut a = summary(&[1_000, 2_000], Some("1/2"), 0);
+        a.warmup = Some(warmup(&[500_000, 4_000]));
+        let mut b = summary(&[3_000], Some("2/2"), 0);
+        b.warmup = Some(warmup(&[900_000]));
+        let merged = merge(&[a, b]).unwrap();
+        let w = merged.warmup.expect("a merged warmup");
+        assert_eq!((w.requests, w.failed, w.checks_failed), (3, 2, 4));
+        assert_eq!(w.steps[0].requests, 3);
+        let all = warmup(&[500_000, 4_000, 900_000]);
+        assert_eq!(w.latency_ms, all.latency_ms);
+        assert_eq!(w.steps[0].latency_ms, all.latency_ms);
+        assert_eq!(merged.totals.requests, 3);
+        assert!(merged.totals.latency_ms.max < 10.0);
+        // Shards without a warmup merge to none.
+        let plain = merge(&[
+            summary(&[1_000], Some("1/2"), 0),
+            summary(&[2_000], Some("2/2"), 0),
+        ])
+        .unwrap();
+        assert!(plain.warmup.is_none());
     }
 
     #[test]

@@ -77,7 +77,8 @@ fn bar(total: Duration) -> ProgressBar {
 /// What the bar shows beside itself: this second's rate and p99, the run's errors and drops.
 pub fn bar_message(p: &Progress) -> String {
     format!(
-        "{} req/s  p99 {}  requests {}  errors {}  dropped {}",
+        "{}{} req/s  p99 {}  requests {}  errors {}  dropped {}",
+        if p.warming_up { "warmup  " } else { "" },
         p.second.requests,
         fmt_ms(p.second.p99_ms),
         p.requests,
@@ -96,6 +97,7 @@ mod tests {
         let p = Progress {
             elapsed: Duration::from_secs(3),
             total: Duration::from_secs(10),
+            warming_up: false,
             second: TimelinePoint {
                 width_s: 1,
                 t: 2,

@@ -58,15 +58,23 @@ pub fn run_header(plan: &Plan) -> String {
         crate::auth::AuthKind::None => String::new(),
         kind => format!(", auth {}", kind.name()),
     };
+    let warmup = if plan.load.warmup.is_zero() {
+        String::new()
+    } else {
+        format!(
+            " after a {} warmup",
+            humantime::format_duration(plan.load.warmup)
+        )
+    };
     format!(
-        "stagecheck: {} → stage {} at {} ({load}, {}{shard}{auth}, run {})",
+        "stagecheck: {} → stage {} at {} ({load}, {}{warmup}{shard}{auth}, run {})",
         plan.name,
         plan.stage.name,
         plan.target.base_url,
         match plan.load.iterations {
-            Some(n) if plan.load.duration.as_secs() >= 3600 =>
+            Some(n) if plan.load.measured().as_secs() >= 3600 =>
                 format!("{n} iteration{}", if n == 1 { "" } else { "s" }),
-            _ => humantime::format_duration(plan.load.duration).to_string(),
+            _ => humantime::format_duration(plan.load.measured()).to_string(),
         },
         plan.run_id
     )
@@ -74,14 +82,16 @@ pub fn run_header(plan: &Plan) -> String {
 
 pub fn progress_line(p: &Progress) -> String {
     format!(
-        "  {:>4}s  {:>7} req/s  p50 {:>8}  p99 {:>8}  requests {}  failed {}  dropped {}",
+        "  {:>4}s  {:>7} req/s  p50 {:>8}  p99 {:>8}  requests {}  failed {}  dropped {}{}",
         p.second.t + 1,
         p.second.requests,
         fmt_ms(p.second.p50_ms),
         fmt_ms(p.second.p99_ms),
         p.requests,
         p.failed,
-        p.dropped_iterations
+        p.dropped_iterations,
+        // The counts are the measured phase's: none yet.
+        if p.warming_up { "  (warmup)" } else { "" }
     )
 }
 
@@ -128,6 +138,9 @@ pub fn render(summary: &Summary, color: bool) -> String {
             String::new()
         }
     );
+    if let Some(warmup) = &summary.warmup {
+        let _ = writeln!(out, "{}", warmup.sentence());
+    }
     if let Some(skew) = summary.start_skew_s {
         let _ = writeln!(
             out,
@@ -493,10 +506,11 @@ fn render_time_split(splits: &[crate::summary::StepTimeSplit]) -> String {
             cell(&s.api_gateway_ms),
             cell(&s.integration_ms),
             cell(&s.function_ms),
-            if s.cold_starts > 0 {
-                format!("{} (init p50 {:.1})", s.cold_starts, s.init_ms.p50)
-            } else {
-                "0".to_string()
+            match (s.cold_starts, s.warmup_cold_starts) {
+                (0, 0) => "0".to_string(),
+                (0, w) => format!("0 (and {w} in the warmup)"),
+                (n, 0) => format!("{n} (init p50 {:.1})", s.init_ms.p50),
+                (n, w) => format!("{n} (init p50 {:.1}; and {w} in the warmup)", s.init_ms.p50),
             }
         );
     }

@@ -152,6 +152,10 @@ pub struct LoadSpec {
     pub ramp: Option<S<Vec<RampSpec>>>,
     /// How long in-flight iterations may finish after the end or an interrupt.
     pub grace: Option<S<String>>,
+    /// Traffic before the measured phase (whole seconds): sent and verified
+    /// like the rest, its latency kept apart, so cold starts and cache fills
+    /// do not decide the thresholds.
+    pub warmup: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -286,6 +286,7 @@ rules = ["p99 < 50ms", "a.p50 < 10ms", "b.max < 100ms", "error_rate < 10%", "b.e
                 partial: false,
                 stopped_by: None,
                 timeline: Vec::new(),
+                warmup: None,
             };
             let summary = Summary::build(&plan, &metrics, &facts, Detail::Numbers);
             let live = Live { plan: &plan, metrics: &metrics, elapsed };

@@ -55,6 +55,10 @@ pub struct Summary {
     /// Backend verification and stage isolation, when the scenario asks for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifySummary>,
+    /// `[load] warmup`: the traffic before the measured phase, which every
+    /// other figure here (totals, steps, checks, timeline, thresholds) leaves out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<WarmupSummary>,
     /// The deployment the run ran against, read from the control plane
     /// before the traffic: the evidence a promotion checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -261,10 +265,102 @@ impl TimelinePoint {
 #[derive(Debug, Clone)]
 pub struct RunFacts {
     pub started_at: std::time::SystemTime,
+    /// The whole run, warmup included.
     pub elapsed: std::time::Duration,
     pub partial: bool,
     pub stopped_by: Option<String>,
+    /// The measured phase's seconds.
     pub timeline: Vec<TimelinePoint>,
+    pub warmup: Option<Warmup>,
+}
+
+impl RunFacts {
+    /// How long the warmup ran: all of it, or up to an early stop.
+    fn warmup_elapsed(&self) -> std::time::Duration {
+        self.warmup
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |w| w.planned.min(self.elapsed))
+    }
+}
+
+/// What the warmup's iterations recorded (those due before its end,
+/// whenever they ended).
+#[derive(Debug, Clone)]
+pub struct Warmup {
+    pub planned: std::time::Duration,
+    pub metrics: Metrics,
+}
+
+/// The warmup in a summary: enough to see what it met (cold starts show in
+/// its latency, failures in its counts) and to merge shards' warmups exactly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WarmupSummary {
+    pub duration_s: f64,
+    pub iterations: u64,
+    pub requests: u64,
+    pub failed: u64,
+    /// Check failures in the warmup: reported, not judged (the measured
+    /// phase's checks are).
+    pub checks_failed: u64,
+    pub latency_ms: LatencySummary,
+    pub steps: Vec<WarmupStep>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WarmupStep {
+    pub name: String,
+    pub requests: u64,
+    pub failed: u64,
+    pub latency_ms: LatencySummary,
+    /// As [`StepSummary::histogram`].
+    pub histogram: String,
+}
+
+impl WarmupSummary {
+    fn build(
+        plan: &Plan,
+        warmup: &Warmup,
+        ran: std::time::Duration,
+        detail: Detail,
+    ) -> WarmupSummary {
+        let m = &warmup.metrics;
+        WarmupSummary {
+            duration_s: ran.as_secs_f64(),
+            iterations: m.iterations_started,
+            requests: m.requests(),
+            failed: m.failed(),
+            checks_failed: m.checks.iter().map(|c| c.failed).sum(),
+            latency_ms: LatencySummary::from_histogram_us(&m.overall_latency()),
+            steps: plan
+                .steps
+                .iter()
+                .zip(&m.steps)
+                .map(|(step, s)| WarmupStep {
+                    name: step.name.clone(),
+                    requests: s.requests,
+                    failed: s.failed,
+                    latency_ms: LatencySummary::from_histogram_us(&s.latency_us),
+                    histogram: match detail {
+                        Detail::Full => encode_histogram(&s.latency_us),
+                        Detail::Numbers => String::new(),
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    /// One line for the terminal and the reports.
+    pub fn sentence(&self) -> String {
+        format!(
+            "warmup {:.0}s: {} requests, {} failed, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (left out of every figure below)",
+            self.duration_s,
+            self.requests,
+            self.failed,
+            self.latency_ms.p50,
+            self.latency_ms.p99,
+            self.latency_ms.max
+        )
+    }
 }
 
 /// How much to compute: histograms are encoded only for the final summary,
@@ -277,7 +373,10 @@ pub enum Detail {
 
 impl Summary {
     pub fn build(plan: &Plan, metrics: &Metrics, facts: &RunFacts, detail: Detail) -> Summary {
-        let secs = facts.elapsed.as_secs_f64().max(1e-9);
+        // Rates are over the measured phase: the warmup's requests are not in them.
+        let warmup_ran = facts.warmup_elapsed();
+        let measured = facts.elapsed.saturating_sub(warmup_ran);
+        let secs = measured.as_secs_f64().max(1e-9);
         let encode = |h: &hdrhistogram::Histogram<u64>| match detail {
             Detail::Full => encode_histogram(h),
             Detail::Numbers => String::new(),
@@ -332,7 +431,7 @@ impl Summary {
             run_id: plan.run_id.clone(),
             model: plan.load.model_name().to_string(),
             started_at: rfc3339(facts.started_at),
-            duration_s: facts.elapsed.as_secs_f64(),
+            duration_s: measured.as_secs_f64(),
             partial: facts.partial,
             stopped_by: facts.stopped_by.clone(),
             shard: plan.shard.label(),
@@ -360,6 +459,10 @@ impl Summary {
             thresholds: Vec::new(),
             timeline: facts.timeline.clone(),
             verify: None,
+            warmup: facts
+                .warmup
+                .as_ref()
+                .map(|w| WarmupSummary::build(plan, w, warmup_ran, detail)),
             deployment: None,
             passed: true,
             reasons: Vec::new(),
@@ -401,6 +504,10 @@ impl Summary {
     pub fn failed_thresholds(&self) -> impl Iterator<Item = &ThresholdResult> {
         self.thresholds.iter().filter(|t| !t.ok)
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 pub fn rfc3339(t: std::time::SystemTime) -> String {
@@ -542,6 +649,10 @@ pub struct StepTimeSplit {
     /// Their init durations.
     #[serde(default)]
     pub init_ms: LatencySummary,
+    /// Cold starts of the warmup's requests: counted apart, as the warmup's
+    /// requests are left out of every figure here.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warmup_cold_starts: u64,
     /// Requests whose integration latency (whole ms, API Gateway's clock)
     /// exceeded the client's time; their API Gateway part counts as 0.
     #[serde(default)]

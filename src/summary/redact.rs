@@ -94,6 +94,7 @@ mod tests {
             thresholds: Vec::new(),
             timeline: Vec::new(),
             verify: None,
+            warmup: None,
             deployment: None,
             passed: false,
             reasons: Vec::new(),

@@ -171,6 +171,8 @@ pub struct TimeSplit {
     /// Each request's client time and whether it was a cold start, for the
     /// tail: as many as the run recorded (the reservoir bounds them).
     requests: Vec<(u64, bool)>,
+    /// Cold starts among the warmup's requests, which the figures leave out.
+    pub warmup_cold_starts: u64,
 }
 
 impl Default for TimeSplit {
@@ -183,6 +185,7 @@ impl Default for TimeSplit {
             init_us: new_histogram(),
             clamped: 0,
             requests: Vec::new(),
+            warmup_cold_starts: 0,
         }
     }
 }
@@ -224,6 +227,11 @@ impl TimeSplit {
             record(&mut self.init_us, us(init));
         }
         self.requests.push((service_us, init.is_some()));
+    }
+
+    /// A warmup request: only whether it was a cold start is kept.
+    pub fn record_warmup(&mut self, init_ms: Option<f64>) {
+        self.warmup_cold_starts += u64::from(init_ms.is_some_and(f64::is_finite));
     }
 
     /// The slowest 1 % of the requests (at least one) and how many of them

@@ -446,12 +446,16 @@ impl Verifier {
                     .and_then(|l| reports.get(l))
                 && let Some(split) = splits.get_mut(invocation.step as usize)
             {
-                split.record(
-                    u64::from(invocation.service_us),
-                    chain.integration_latency_ms,
-                    report.duration_ms,
-                    report.init_ms,
-                );
+                if invocation.warmup {
+                    split.record_warmup(report.init_ms);
+                } else {
+                    split.record(
+                        u64::from(invocation.service_us),
+                        chain.integration_latency_ms,
+                        report.duration_ms,
+                        report.init_ms,
+                    );
+                }
             }
             if let Some(x) = exec.as_mut() {
                 x.proven += u64::from(e);
@@ -513,7 +517,7 @@ impl Verifier {
                 .steps
                 .iter()
                 .zip(&splits)
-                .filter(|(_, split)| !split.client_us.is_empty())
+                .filter(|(_, split)| !split.client_us.is_empty() || split.warmup_cold_starts > 0)
                 .map(|(step, split)| time_split(&step.name, split))
                 .collect();
             if x.note.is_none() && !x.enabled && !invocations.is_empty() {
@@ -942,6 +946,7 @@ fn time_split(step: &str, split: &TimeSplit) -> StepTimeSplit {
         function_ms: LatencySummary::from_histogram_us(&split.function_us),
         cold_starts: split.init_us.len(),
         init_ms: LatencySummary::from_histogram_us(&split.init_us),
+        warmup_cold_starts: split.warmup_cold_starts,
         clamped: split.clamped,
         tail: split.tail(),
         histograms: TimeSplitHistograms {

@@ -171,6 +171,8 @@ pub struct InvocationRecord {
     /// As [`WriteRecord::seq`].
     pub seq: u64,
     pub request_id: RequestId,
+    /// Sent in the warmup: proven like the others, its time split kept apart.
+    pub warmup: bool,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -87,6 +87,17 @@ fn run(
     verify: &str,
     iterations: u32,
 ) -> (i32, serde_json::Value, String) {
+    run_load(sandbox, dir, "", verify, iterations)
+}
+
+/// As `run`, with more `[load]` settings.
+fn run_load(
+    sandbox: &Sandbox,
+    dir: &Path,
+    load: &str,
+    verify: &str,
+    iterations: u32,
+) -> (i32, serde_json::Value, String) {
     let scenario = format!(
         r#"
 name = "routing"
@@ -104,6 +115,7 @@ table_prefix = ""
 [load]
 rate = 20
 iterations = {iterations}
+{load}
 
 [verify]
 dynamodb = false
@@ -521,6 +533,74 @@ fn the_slowest_requests_are_explained_by_their_cold_starts() {
             && out.contains("all 2 slowest requests were cold starts, init p50 5"),
         "{out}"
     );
+}
+
+/// `[load] warmup`: the first burst meets every cold start (500 ms each),
+/// and a warmup takes them out of the measured phase: its p99 and tail hold
+/// none, the warmup's own numbers show them, and its requests are still
+/// proven. The cold starts of both phases are the sandbox's environments.
+#[test]
+fn a_warmup_keeps_the_cold_starts_out_of_the_measured_phase() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &[], &["--cold-start", "500ms"]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    set_loglevel(&rt, &aws, &sandbox, &api, "INFO");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, s, out) = run_load(&sandbox, dir.path(), "warmup = \"3s\"", "", 60);
+    assert_eq!(code, 0, "{out}\n{s:#}");
+    // The cap counts the measured phase: 60 iterations after the warmup's.
+    assert_eq!(s["totals"]["iterations"], 60, "{s:#}");
+    assert_eq!(s["totals"]["requests"], 120, "{s:#}");
+    let warmup = &s["warmup"];
+    let warm_requests = warmup["requests"].as_u64().unwrap();
+    // 3 s at 20 iterations/s, two requests each.
+    assert_eq!(warm_requests, 120, "{warmup:#}");
+    assert_eq!(warmup["duration_s"], 3.0, "{warmup:#}");
+    assert!(
+        warmup["latency_ms"]["max"].as_f64().unwrap() >= 500.0,
+        "{warmup:#}"
+    );
+    for step in s["steps"].as_array().unwrap() {
+        assert!(
+            step["latency_ms"]["p99"].as_f64().unwrap() < 500.0,
+            "{step:#}"
+        );
+    }
+    // Every request is proven, the warmup's too.
+    let logs = &s["verify"]["logs"];
+    assert_eq!(
+        logs["checked"].as_u64().unwrap(),
+        120 + warm_requests,
+        "{logs:#}"
+    );
+    assert_eq!(logs["found"], logs["checked"], "{logs:#}");
+    let splits = logs["execution_logs"]["time_split"].as_array().unwrap();
+    let sum = |field: &str| -> u64 { splits.iter().map(|t| t[field].as_u64().unwrap_or(0)).sum() };
+    assert_eq!(sum("cold_starts"), 0, "{s:#}");
+    assert!(sum("warmup_cold_starts") >= 1, "{s:#}");
+    for split in splits {
+        assert_eq!(split["requests"], 60, "{split:#}");
+        assert_eq!(split["tail"]["cold_starts"], 0, "{split:#}");
+        assert!(
+            split["client_ms"]["max"].as_f64().unwrap() < 500.0,
+            "{split:#}"
+        );
+    }
+    let streams = rt
+        .block_on(
+            aws.logs
+                .describe_log_streams()
+                .log_group_name("/aws/lambda/test-user-service")
+                .send(),
+        )
+        .expect("DescribeLogStreams")
+        .log_streams()
+        .len() as u64;
+    assert_eq!(sum("warmup_cold_starts"), streams, "{s:#}");
+    assert!(out.contains("warmup 3s: 120 requests"), "{out}");
+    assert!(out.contains("in the warmup)"), "{out}");
 }
 
 /// Ingestion takes seconds on AWS: lines that arrive late are polled for,

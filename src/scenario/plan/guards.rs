@@ -8,10 +8,16 @@ use crate::error::Error;
 /// A protected stage (`protected = true`, normally Prod) takes a smoke run —
 /// one iteration — unless `--allow-prod` says the load is meant.
 pub(super) fn guard_protected(stage: &Stage, load: &Load, ov: &Overrides) -> Result<(), Error> {
-    if !stage.protected || ov.allow_prod || load.iterations == Some(1) {
+    // A warmup is traffic of its own: with one, a single iteration is no smoke run.
+    let smoke = load.iterations == Some(1) && load.warmup.is_zero();
+    if !stage.protected || ov.allow_prod || smoke {
         return Ok(());
     }
     let what = match (load.iterations, &load.model) {
+        (Some(n), _) if !load.warmup.is_zero() => format!(
+            "a {} warmup and {n} iterations",
+            humantime::format_duration(load.warmup)
+        ),
         (Some(n), _) => format!("{n} iterations"),
         (None, Model::Open { rate, .. }) => format!(
             "traffic for {} at up to {} iterations/s",
@@ -99,6 +105,16 @@ mod tests {
             ..Overrides::default()
         };
         assert!(parse(Path::new("t.toml"), PROD, &smoke).is_ok());
+        // A warmup is traffic too: one iteration after it is no smoke run.
+        let warmed = Overrides {
+            iterations: Some(1),
+            warmup: Some(std::time::Duration::from_secs(30)),
+            ..Overrides::default()
+        };
+        let text = parse(Path::new("t.toml"), PROD, &warmed)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("a 30s warmup and 1 iterations"), "{text}");
         let validate = Overrides {
             validate_only: true,
             ..Overrides::default()

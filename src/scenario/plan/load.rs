@@ -24,9 +24,17 @@ pub enum Model {
 #[derive(Debug, Clone)]
 pub struct Load {
     pub model: Model,
+    /// The whole run: the warmup and the measured phase after it.
     pub duration: Duration,
+    /// Counted against the measured phase only: the warmup's iterations are
+    /// extra.
     pub iterations: Option<u64>,
     pub grace: Duration,
+    /// Whole seconds at the start whose iterations are the warmup: sent and
+    /// verified, their numbers kept apart from the measured phase's. Zero
+    /// without one. The profile starts with a flat segment this long, at the
+    /// rate or VU count the measured phase starts at.
+    pub warmup: Duration,
 }
 
 impl Load {
@@ -35,6 +43,11 @@ impl Load {
             Model::Open { .. } => "open",
             Model::Closed { .. } => "closed",
         }
+    }
+
+    /// The measured phase's planned length.
+    pub fn measured(&self) -> Duration {
+        self.duration.saturating_sub(self.warmup)
     }
 
     pub fn peak_rate(&self) -> Option<f64> {
@@ -79,6 +92,24 @@ impl Profile {
             .iter()
             .map(|s| s.from.max(s.to))
             .fold(0.0, f64::max)
+    }
+
+    /// Starts the profile with `length` at the value it starts at, or, when
+    /// that is 0 (a ramp from nothing), at its first segment's target: the
+    /// warmup runs at what the measured phase begins with.
+    pub fn prepend_flat(&mut self, length: Duration) {
+        let first = self
+            .segments
+            .first()
+            .map_or(0.0, |s| if s.from > 0.0 { s.from } else { s.to });
+        self.segments.insert(
+            0,
+            Segment {
+                from: first,
+                to: first,
+                duration: length,
+            },
+        );
     }
 
     /// The value at `t` seconds from the start (0 past the end).
@@ -158,6 +189,11 @@ pub(super) fn build_load(cx: &Cx<'_>, spec: &LoadSpec, ov: &Overrides) -> Result
             _ => usage("--iterations must be at least 1"),
         });
     }
+    let warmup = match (ov.warmup, &spec.warmup) {
+        (Some(w), _) => whole_seconds(w).map_err(|m| usage(&format!("--warmup: {m}")))?,
+        (None, Some(w)) => whole_seconds(cx.duration(w)?).map_err(|m| cx.error(w.span(), m))?,
+        (None, None) => Duration::ZERO,
+    };
     let file_duration = spec.duration.as_ref().map(|d| cx.duration(d)).transpose()?;
     let duration = ov.duration.or(file_duration);
 
@@ -334,6 +370,14 @@ pub(super) fn build_load(cx: &Cx<'_>, spec: &LoadSpec, ov: &Overrides) -> Result
     };
     let smoke = !open && duration.is_none() && iterations.is_none() && segments.is_empty();
     let iterations = if smoke { Some(1) } else { iterations };
+    let mut model = model;
+    if !warmup.is_zero() {
+        match &mut model {
+            Model::Open { rate: profile, .. } | Model::Closed { vus: profile, .. } => {
+                profile.prepend_flat(warmup)
+            }
+        }
+    }
     let total = match &model {
         Model::Open { rate, .. } => rate.duration(),
         Model::Closed { vus, .. } => vus.duration(),
@@ -343,7 +387,21 @@ pub(super) fn build_load(cx: &Cx<'_>, spec: &LoadSpec, ov: &Overrides) -> Result
         duration: total,
         iterations,
         grace,
+        warmup,
     })
+}
+
+/// The warmup is a number of the engine's one-second ticks, so that every
+/// second's numbers belong to one phase.
+fn whole_seconds(d: Duration) -> Result<Duration, String> {
+    if d.subsec_nanos() == 0 {
+        Ok(d)
+    } else {
+        Err(format!(
+            "a warmup is counted in whole seconds ({} is not); e.g. \"30s\"",
+            humantime::format_duration(d)
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -362,6 +420,31 @@ mod tests {
         assert_eq!(p.value_at(5.0), 50.0);
         assert_eq!(p.value_at(11.0), 0.0);
         assert_eq!(p.peak(), 100.0);
+    }
+
+    #[test]
+    fn a_warmup_leads_the_profile_at_the_rate_it_starts_with() {
+        let mut p = Profile {
+            segments: vec![Segment {
+                from: 0.0,
+                to: 100.0,
+                duration: Duration::from_secs(10),
+            }],
+        };
+        p.prepend_flat(Duration::from_secs(3));
+        assert_eq!(p.duration(), Duration::from_secs(13));
+        // A ramp from nothing warms up at its first target.
+        assert_eq!(p.value_at(1.0), 100.0);
+        assert_eq!(p.value_at(3.0), 0.0);
+        let mut flat = Profile::constant(20.0, Duration::from_secs(5));
+        flat.prepend_flat(Duration::from_secs(2));
+        assert_eq!(flat.value_at(0.5), 20.0);
+        assert_eq!(flat.duration(), Duration::from_secs(7));
+        assert!(whole_seconds(Duration::from_millis(1500)).is_err());
+        assert_eq!(
+            whole_seconds(Duration::from_secs(30)),
+            Ok(Duration::from_secs(30))
+        );
     }
 
     #[test]

@@ -169,6 +169,11 @@ pub struct Overrides {
     #[arg(long, value_parser = parse_duration)]
     pub grace: Option<Duration>,
 
+    /// Traffic before the measured phase, e.g. `30s` (whole seconds): sent
+    /// and verified, its latency kept apart from what the thresholds judge.
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+
     #[command(flatten)]
     pub tls: TlsOptions,
 
