@@ -53,7 +53,13 @@ pub struct AwsEndpoint {
     endpoints: Endpoints,
     region: String,
     http: HttpClient<HttpConnector, Full<Bytes>>,
+    /// The `empty-log-pages` fault.
+    empty_log_pages: bool,
 }
+
+/// Marks a `nextToken` the endpoint handed out with an empty page; what
+/// follows it is moto's own token, or nothing for the first page.
+const EMPTY_PAGE_TOKEN: &str = "sandbox-empty-page:";
 
 impl AwsEndpoint {
     pub fn new(
@@ -68,7 +74,13 @@ impl AwsEndpoint {
             endpoints,
             region,
             http: HttpClient::builder(TokioExecutor::new()).build_http(),
+            empty_log_pages: false,
         }
+    }
+
+    pub fn with_empty_log_pages(mut self, on: bool) -> AwsEndpoint {
+        self.empty_log_pages = on;
+        self
     }
 }
 
@@ -105,6 +117,11 @@ impl Call {
                 "the request body is not a JSON object",
             )),
         }
+    }
+
+    /// `X-Amz-Target` of a JSON protocol call (`Logs_20140328.FilterLogEvents`).
+    fn target(&self) -> Option<&str> {
+        self.headers.get("x-amz-target")?.to_str().ok()
     }
 
     fn query(&self, name: &str) -> Option<&str> {
@@ -250,6 +267,11 @@ async fn handle(State(ep): State<Arc<AwsEndpoint>>, req: Request) -> Response {
         ("lambda", [_, "functions", f]) if m == Method::GET => {
             ep.function_read(&call, f, true).await
         }
+        ("logs", _)
+            if ep.empty_log_pages && call.target() == Some("Logs_20140328.FilterLogEvents") =>
+        {
+            ep.filter_log_events_with_empty_pages(&call).await
+        }
         _ => respond(ep.forward(&call, None).await),
     }
 }
@@ -270,6 +292,43 @@ impl AwsEndpoint {
             "lambda" => &e.lambda,
             "iam" => &e.iam,
             _ => &e.apigateway,
+        }
+    }
+
+    /// The `empty-log-pages` fault: every page moto would give is preceded
+    /// by an empty one whose `nextToken` leads to it.
+    async fn filter_log_events_with_empty_pages(&self, call: &Call) -> Response {
+        let mut body = match call.json_body() {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let token = body
+            .get("nextToken")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        match token
+            .as_deref()
+            .and_then(|t| t.strip_prefix(EMPTY_PAGE_TOKEN))
+        {
+            None => {
+                let next = format!("{EMPTY_PAGE_TOKEN}{}", token.unwrap_or_default());
+                let page = json!({"events": [], "searchedLogStreams": [], "nextToken": next});
+                let mut response = Response::new(Body::from(page.to_string()));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-amz-json-1.1"),
+                );
+                response
+            }
+            Some(moto_token) => {
+                if moto_token.is_empty() {
+                    body.remove("nextToken");
+                } else {
+                    body.insert("nextToken".into(), Value::String(moto_token.to_string()));
+                }
+                let bytes = Bytes::from(Value::Object(body).to_string());
+                respond(self.forward(call, Some(bytes)).await)
+            }
         }
     }
 

@@ -26,6 +26,9 @@ pub struct Faults {
     pub log_delay: Duration,
     /// Token-bucket rate; beyond it, 429.
     pub throttle_rps: Option<f64>,
+    /// FilterLogEvents answers an empty page with a `nextToken` before each
+    /// real one, as CloudWatch Logs may: only a missing token ends a scan.
+    pub empty_log_pages: bool,
 }
 
 /// A mistake written into the control plane by bootstrap.
@@ -87,6 +90,9 @@ impl Faults {
         if self.shared_function {
             names.push("shared-function".to_string());
         }
+        if self.empty_log_pages {
+            names.push("empty-log-pages".to_string());
+        }
         names.extend(self.config.iter().map(|f| f.name().to_string()));
         let mut valued = |name: &str, on: bool, value: String| {
             if on {
@@ -141,7 +147,7 @@ pub struct Stall {
 
 const FAULT_NAMES: &str = "shared-table, shared-function, missing-permission, wrong-source-arn, \
 role-allows-prod-table, role-missing-table, unset-stage-variable, stale-deployment, code-drift, \
-drop-writes=P, error-rate=P, latency=MS[±J], stall=AT:FOR, log-delay=MS, throttle=RPS";
+empty-log-pages, drop-writes=P, error-rate=P, latency=MS[±J], stall=AT:FOR, log-delay=MS, throttle=RPS";
 
 impl Faults {
     pub fn parse(specs: &[String]) -> Result<Faults, String> {
@@ -152,14 +158,14 @@ impl Faults {
                 None => (spec.trim(), None),
             };
             match name {
-                "shared-table" | "shared-function" => {
+                "shared-table" | "shared-function" | "empty-log-pages" => {
                     if value.is_some() {
                         return Err(format!("--fault {name} takes no value"));
                     }
-                    if name == "shared-table" {
-                        faults.shared_table = true;
-                    } else {
-                        faults.shared_function = true;
+                    match name {
+                        "shared-table" => faults.shared_table = true,
+                        "shared-function" => faults.shared_function = true,
+                        _ => faults.empty_log_pages = true,
                     }
                 }
                 _ if ConfigFault::ALL.iter().any(|f| f.name() == name) => {
@@ -370,6 +376,7 @@ mod tests {
         let f = parse(&[
             "shared-table",
             "shared-function",
+            "empty-log-pages",
             "drop-writes=0.5",
             "error-rate=1",
             "latency=50±10",
@@ -378,8 +385,9 @@ mod tests {
             "throttle=20",
         ])
         .unwrap();
-        assert!(f.shared_table && f.shared_function);
+        assert!(f.shared_table && f.shared_function && f.empty_log_pages);
         assert!(f.names().contains(&"throttle=20".to_string()));
+        assert!(f.names().contains(&"empty-log-pages".to_string()));
         assert_eq!(f.drop_writes, 0.5);
         assert_eq!(f.error_rate, 1.0);
         assert_eq!(

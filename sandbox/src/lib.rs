@@ -340,12 +340,15 @@ async fn serve(options: Options) -> Result<(), SandboxError> {
     .with_lambda(options.lambda);
     let app = dataplane::router(state);
 
-    let aws_app = endpoint::router(endpoint::AwsEndpoint::new(
-        overlay,
-        clients.clone(),
-        options.endpoints.clone(),
-        options.region.clone(),
-    ));
+    let aws_app = endpoint::router(
+        endpoint::AwsEndpoint::new(
+            overlay,
+            clients.clone(),
+            options.endpoints.clone(),
+            options.region.clone(),
+        )
+        .with_empty_log_pages(options.faults.empty_log_pages),
+    );
     let aws_server = tokio::spawn(async move {
         if let Err(e) = axum::serve(aws_listener, aws_app).await {
             eprintln!("sandbox: the AWS endpoint failed: {e}");

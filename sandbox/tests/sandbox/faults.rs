@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::sandbox::{Aws, Moto, Sandbox, http, marker, send};
+use crate::support::sandbox::{Aws, Moto, Sandbox, eventually, http, marker, send};
 
 async fn post(
     sandbox: &Sandbox,
@@ -169,6 +169,52 @@ async fn log_delay_ships_logs_later() {
         .await
     );
     assert!(sent.elapsed() >= Duration::from_millis(2900));
+}
+
+/// `empty-log-pages`: through the AWS endpoint, FilterLogEvents gives an
+/// empty page with a `nextToken` before each of moto's pages; a reader that
+/// stops at the first empty page sees nothing, one that follows the token
+/// sees every event moto holds.
+#[tokio::test]
+async fn empty_log_pages_come_before_every_page() {
+    let moto = Moto::start();
+    let direct = Aws::new(&moto).await;
+    let sandbox = Sandbox::start(&moto, &["empty-log-pages"], &[]);
+    let aws = Aws::of(&sandbox).await;
+    let correlation = marker("pages");
+    assert_eq!(post(&sandbox, "prod", &correlation).await.status, 201);
+    let group = "/aws/lambda/user-service";
+    assert!(
+        direct
+            .wait_for_log(group, &correlation, Duration::from_secs(10))
+            .await
+    );
+    let first = aws
+        .logs
+        .filter_log_events()
+        .log_group_name(group)
+        .send()
+        .await
+        .expect("FilterLogEvents");
+    assert!(first.events().is_empty());
+    let token = first.next_token().expect("a token on the empty page");
+    let second = aws
+        .logs
+        .filter_log_events()
+        .log_group_name(group)
+        .next_token(token)
+        .send()
+        .await
+        .expect("FilterLogEvents with the token");
+    assert!(!second.events().is_empty());
+    // Followed to the end, the pages hold exactly what moto holds (read
+    // until the sandbox has shipped the invocation's last lines).
+    eventually(Duration::from_secs(10), async || {
+        let through_pages = aws.log_messages(group).await;
+        (through_pages.len() >= 3 && through_pages == direct.log_messages(group).await)
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
