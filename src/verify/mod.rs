@@ -2,6 +2,7 @@
 //! table with the attributes written, the requests reached the stage's own
 //! function (its log group), and none of it reached another stage.
 
+pub mod access;
 pub mod dynamodb;
 pub mod execution;
 pub mod lines;
