@@ -62,6 +62,8 @@ impl<C> Deref for Service<C> {
 pub struct Clients {
     pub dynamodb: Service<aws_sdk_dynamodb::Client>,
     pub logs: Service<aws_sdk_cloudwatchlogs::Client>,
+    /// GetStage only: where the stage writes its access log, and in what format.
+    pub apigateway: Service<aws_sdk_apigateway::Client>,
 }
 
 /// Verification's way out of an AWS problem.
@@ -192,6 +194,14 @@ impl Clients {
                 name: "CloudWatch Logs",
                 action_prefix: "logs",
                 endpoint: endpoint("CLOUDWATCH_LOGS", "logs"),
+                region: region.clone(),
+                way_out: SKIP_VERIFY,
+            },
+            apigateway: Service {
+                client: aws_sdk_apigateway::Client::new(&config),
+                name: "API Gateway",
+                action_prefix: "apigateway",
+                endpoint: endpoint("API_GATEWAY", "apigateway"),
                 region: region.clone(),
                 way_out: SKIP_VERIFY,
             },

@@ -21,9 +21,9 @@ use crate::metrics::{
     ErrorCounts, LatencySummary, decode_histogram, encode_histogram, new_histogram,
 };
 use crate::summary::{
-    ChecksSummary, CleanupSummary, ColdTail, DynamoVerify, ExecutionLogsVerify, IsolationVerify,
-    Leak, LogsVerify, StepSummary, StepTimeSplit, Summary, TimeSplitHistograms, TimelinePoint,
-    Totals, VerifySummary, rfc3339, timeline,
+    AccessLogsVerify, ChecksSummary, CleanupSummary, ColdTail, DynamoVerify, ExecutionLogsVerify,
+    IsolationVerify, Leak, LogsVerify, StepSummary, StepTimeSplit, Summary, TimeSplitHistograms,
+    TimelinePoint, Totals, VerifySummary, rfc3339, timeline,
 };
 use crate::thresholds::Threshold;
 
@@ -476,6 +476,7 @@ fn merge_verify(parts: &[Summary]) -> Result<Option<VerifySummary>, MergeError> 
                 by
             },
             execution_logs,
+            access_logs: merge_access_logs(&logs),
         }),
         isolation: isolation.first().map(|_| {
             let mut stages: Vec<String> = Vec::new();
@@ -515,6 +516,33 @@ fn merge_verify(parts: &[Summary]) -> Result<Option<VerifySummary>, MergeError> 
         }),
         api_calls,
     }))
+}
+
+/// Shards ran against the same stage: its access log is one; the counts add
+/// up, and the note stays only when no shard proved anything through it.
+fn merge_access_logs(logs: &[&LogsVerify]) -> Option<AccessLogsVerify> {
+    let parts: Vec<&AccessLogsVerify> =
+        logs.iter().filter_map(|l| l.access_logs.as_ref()).collect();
+    let first = parts.first()?;
+    let known = parts
+        .iter()
+        .find(|p| p.log_group.is_some())
+        .unwrap_or(first);
+    let proven = parts.iter().map(|p| p.proven).sum();
+    Some(AccessLogsVerify {
+        log_group: known.log_group.clone(),
+        format_has_integration_request_id: parts
+            .iter()
+            .any(|p| p.format_has_integration_request_id),
+        with_lines: parts.iter().map(|p| p.with_lines).sum(),
+        proven,
+        other_function: parts.iter().map(|p| p.other_function).sum(),
+        note: if proven > 0 {
+            None
+        } else {
+            parts.iter().find_map(|p| p.note.clone())
+        },
+    })
 }
 
 /// Shards ran against the same stage: its execution-log group is one; the

@@ -21,9 +21,10 @@ use crate::metrics::{LatencySummary, encode_histogram};
 use crate::scenario::plan::Routing;
 use crate::scenario::{LogMatch, Plan, Stage};
 use crate::summary::{
-    CleanupSummary, DynamoVerify, ExecutionLogsVerify, IsolationVerify, Leak, LogsVerify,
-    StepTimeSplit, TimeSplitHistograms, VerifySummary,
+    AccessLogsVerify, CleanupSummary, DynamoVerify, ExecutionLogsVerify, IsolationVerify, Leak,
+    LogsVerify, StepTimeSplit, TimeSplitHistograms, VerifySummary,
 };
+use access::{AccessFormat, AccessLines};
 use dynamodb::{Item, TableKeys};
 use execution::{Chains, Routed, TimeSplit};
 use lines::Report;
@@ -45,6 +46,7 @@ pub struct Verifier {
     batch_calls: AtomicU64,
     delete_calls: AtomicU64,
     describe_calls: AtomicU64,
+    get_stage_calls: AtomicU64,
 }
 
 /// Everything verification is given from the run.
@@ -117,6 +119,7 @@ pub async fn preflight(plan: &Plan) -> Result<Verifier, Error> {
         batch_calls: AtomicU64::new(0),
         delete_calls: AtomicU64::new(0),
         describe_calls: AtomicU64::new(0),
+        get_stage_calls: AtomicU64::new(0),
     })
 }
 
@@ -175,6 +178,10 @@ impl Verifier {
             summary
                 .api_calls
                 .insert("DescribeLogGroups".to_string(), describes);
+        }
+        let get_stages = self.get_stage_calls.load(Ordering::Relaxed);
+        if get_stages > 0 {
+            summary.api_calls.insert("GetStage".to_string(), get_stages);
         }
         Ok(summary)
     }
@@ -237,10 +244,11 @@ impl Verifier {
 
     /// Proves each recorded request reached the stage's own function, by
     /// the channels `[verify] routing` names: the function's own line (our
-    /// correlation id or API Gateway's request id), and API Gateway's
-    /// execution log followed to the function's `REPORT`. Returns the leaks
-    /// the execution log showed (requests that invoked another stage's
-    /// function), for the isolation verdict.
+    /// correlation id or API Gateway's request id), and API Gateway's own
+    /// logs: its execution log, and its access log's Lambda request id, each
+    /// followed to the function's `REPORT`. Returns the leaks API Gateway's
+    /// logs showed (requests that invoked another stage's function), for the
+    /// isolation verdict.
     async fn verify_logs(
         &self,
         plan: &Plan,
@@ -281,6 +289,16 @@ impl Verifier {
         let mut exec_group: Option<Result<ExecutionGroup, String>> = None;
         let mut exec_unreadable = false;
         let mut chains = Chains::new(&request_ids);
+        // The access log: located once the REST API id is known (GetStage);
+        // its lines read only for the requests the execution log has not
+        // proven; REPORTs of its Lambda ids looked for in the stage's own
+        // function group, then in the other stages'.
+        let by_access = by_execution;
+        let mut access_source: Option<Result<AccessSource, String>> = None;
+        let mut access_lines: Option<AccessLines> = None;
+        let mut access_scanned = false;
+        let mut other_reports: HashMap<String, OtherReport> = HashMap::new();
+        let other_groups = other_function_groups(plan);
         let mut pause = Duration::from_millis(500);
         loop {
             if !request_ids.is_empty() && !exec_unreadable {
@@ -329,9 +347,97 @@ impl Verifier {
                     Err(e) => return Err(e),
                 }
             }
+            if by_access && !request_ids.is_empty() {
+                if access_source.is_none() {
+                    let api =
+                        v.rest_api
+                            .as_ref()
+                            .map(|a| a.id.clone())
+                            .or_else(|| match &exec_group {
+                                Some(Ok(g)) => Some(g.rest_api.clone()),
+                                _ => None,
+                            });
+                    if let Some(api) = api {
+                        access_source = Some(match self.access_source(plan, &api).await {
+                            Ok(found) => found,
+                            // Offered (auto), a stage the credentials cannot
+                            // read is one sentence; asked for, an error.
+                            Err(e) if routing == Routing::Auto => Err(format!(
+                                "API Gateway's access-log settings of stage {} could not be read ({e}), so its access log did not prove routing",
+                                plan.stage.name
+                            )),
+                            Err(e) => return Err(e),
+                        });
+                    }
+                }
+                let usable = match &access_source {
+                    Some(Ok(source)) if source.usable() => Some(source),
+                    _ => None,
+                };
+                if let Some(source) = usable {
+                    let lines =
+                        access_lines.get_or_insert_with(|| AccessLines::new(source.format.clone()));
+                    let pending: HashSet<String> = invocations
+                        .iter()
+                        .filter_map(|i| i.request_id.text())
+                        .filter(|id| {
+                            execution::judge(chains.get(id), own_function, &others, &reports)
+                                != Routed::Proven
+                        })
+                        .filter(|id| {
+                            !access_routed(lines.get(id), &reports, &other_reports).is_final()
+                        })
+                        .collect();
+                    if !pending.is_empty() {
+                        access_scanned = true;
+                        // No server-side filter: every line of an access log
+                        // is one request's, and its words are the owner's.
+                        let read = logs::scan(
+                            &self.clients.logs,
+                            &self.pacer,
+                            &source.group,
+                            window,
+                            None,
+                            |m| lines.visit(m, &pending),
+                        )
+                        .await;
+                        match read {
+                            Ok(()) => {}
+                            // The group appears with its first line.
+                            Err(logs::LogsError::Aws(e)) if is_not_found(&e) => {}
+                            Err(e) if routing == Routing::Auto => {
+                                access_source = Some(Err(format!(
+                                    "API Gateway's access log {} of stage {} could not be read ({}), so it did not prove routing",
+                                    source.group,
+                                    plan.stage.name,
+                                    Error::from(e)
+                                )));
+                                access_lines = None;
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+            }
+            // Lambda ids the access log gave for requests the execution log
+            // has not proven: their REPORTs, wherever they are.
+            let access_ids: HashSet<String> = match &access_lines {
+                Some(lines) => invocations
+                    .iter()
+                    .filter_map(|i| i.request_id.text())
+                    .filter(|id| {
+                        execution::judge(chains.get(id), own_function, &others, &reports)
+                            != Routed::Proven
+                    })
+                    .filter_map(|id| lines.get(&id)?.line.integration_request_id.clone())
+                    .filter(|l| !other_reports.contains_key(l))
+                    .collect(),
+                None => HashSet::new(),
+            };
             let wanted_reports: HashSet<String> = chains
                 .lambda_ids_of(own_function)
                 .into_iter()
+                .chain(access_ids.iter().cloned())
                 .filter(|id| !reports.contains_key(id))
                 .collect();
             if by_function || !wanted_reports.is_empty() {
@@ -365,12 +471,62 @@ impl Verifier {
                 .map_err(Error::from)?;
                 reports.extend(found);
             }
-            // Settled: proven, or shown by API Gateway's log to have gone
+            // Not in the stage's own group: another stage's function ran them.
+            let elsewhere: HashSet<String> = access_ids
+                .into_iter()
+                .filter(|id| !reports.contains_key(id))
+                .collect();
+            if !elsewhere.is_empty() {
+                for (stage, other_group) in &other_groups {
+                    let mut found = HashMap::new();
+                    logs::scan(
+                        &self.clients.logs,
+                        &self.pacer,
+                        other_group,
+                        window,
+                        Some(execution::REPORT_TERMS),
+                        |m| {
+                            if let Some(report) = lines::parse_report(m)
+                                && elsewhere.contains(&report.request_id)
+                            {
+                                found.insert(
+                                    report.request_id,
+                                    OtherReport {
+                                        stage: stage.clone(),
+                                        group: other_group.clone(),
+                                        line: m.to_string(),
+                                    },
+                                );
+                            }
+                        },
+                    )
+                    .await
+                    .map_err(Error::from)?;
+                    for (id, report) in found {
+                        other_reports.entry(id).or_insert(report);
+                    }
+                }
+            }
+            let access_of = |i: &InvocationRecord| {
+                access_routed(
+                    i.request_id
+                        .text()
+                        .and_then(|id| access_lines.as_ref()?.get(&id)),
+                    &reports,
+                    &other_reports,
+                )
+            };
+            // Settled: proven, or shown by API Gateway's logs to have gone
             // elsewhere, which no later line can undo.
             let settled = invocations.iter().all(|i| {
                 let f = by_function && is_found(plan, i, &seen, mode);
                 let verdict = routed(i, &chains, own_function, &others, &reports);
-                routing.proves(f, verdict == Routed::Proven) || verdict.is_final()
+                let access = access_of(i);
+                routing.proves(
+                    f,
+                    verdict == Routed::Proven || access == AccessRouted::Proven,
+                ) || verdict.is_final()
+                    || access.is_final()
             });
             // A stage that writes execution logs for the run is waited for
             // too (its lines may lag the function's): what it shows of each
@@ -380,7 +536,14 @@ impl Verifier {
                 || invocations
                     .iter()
                     .all(|i| routed(i, &chains, own_function, &others, &reports).is_final());
-            let settled = settled && execution_settled;
+            // So is one that writes access-log lines for the run, for the
+            // requests its execution log did not prove.
+            let access_settled = access_lines.as_ref().is_none_or(|l| l.is_empty())
+                || invocations.iter().all(|i| {
+                    routed(i, &chains, own_function, &others, &reports) == Routed::Proven
+                        || access_of(i).is_final()
+                });
+            let settled = settled && execution_settled && access_settled;
             if settled || Instant::now() >= deadline {
                 break;
             }
@@ -430,15 +593,74 @@ impl Verifier {
                 ..ExecutionLogsVerify::default()
             },
         });
-        let mut by_stage: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut access = by_access.then(|| {
+            let source = match &access_source {
+                Some(Ok(source)) => Some(source),
+                _ => None,
+            };
+            AccessLogsVerify {
+                log_group: source.map(|s| s.group.clone()),
+                format_has_integration_request_id: source
+                    .is_some_and(|s| s.format.has_integration_request_id()),
+                with_lines: access_lines.as_ref().map_or(0, |l| l.len() as u64),
+                ..AccessLogsVerify::default()
+            }
+        });
+        let mut by_stage: BTreeMap<&str, StageLeak> = BTreeMap::new();
         let mut splits: Vec<TimeSplit> = plan.steps.iter().map(|_| TimeSplit::default()).collect();
-        let (mut proven_by_function, mut proven_by_execution) = (0, 0);
+        let (mut proven_by_function, mut proven_by_execution, mut proven_by_access) = (0, 0, 0);
         for invocation in invocations {
             let f = by_function && is_found(plan, invocation, &seen, mode);
             let verdict = routed(invocation, &chains, own_function, &others, &reports);
             let e = verdict == Routed::Proven;
+            let entry = invocation
+                .request_id
+                .text()
+                .and_then(|id| access_lines.as_ref()?.get(&id));
+            let access_verdict = access_routed(entry, &reports, &other_reports);
+            let a = access_verdict == AccessRouted::Proven;
             proven_by_function += u64::from(f);
             proven_by_execution += u64::from(e);
+            proven_by_access += u64::from(a);
+            // The execution log splits the time of the requests it proved;
+            // the access log's integration latency those it did not.
+            if !e
+                && a
+                && let Some(entry) = entry
+                && entry.line.integration_latency_ms.is_some()
+                && let Some(report) = entry
+                    .line
+                    .integration_request_id
+                    .as_ref()
+                    .and_then(|l| reports.get(l))
+                && let Some(split) = splits.get_mut(invocation.step as usize)
+            {
+                split.record(
+                    u64::from(invocation.service_us),
+                    entry.line.integration_latency_ms,
+                    report.duration_ms,
+                    report.init_ms,
+                );
+            }
+            if let Some(x) = access.as_mut() {
+                x.proven += u64::from(a);
+                if let AccessRouted::OtherFunction { report, line } = &access_verdict {
+                    x.other_function += 1;
+                    // A request the execution log already showed going
+                    // elsewhere is one leak, with that log's line.
+                    let shown = matches!(verdict, Routed::OtherFunction { .. });
+                    if !shown && v.isolate_from.iter().any(|s| s.name == report.stage) {
+                        let leak = by_stage.entry(report.stage.as_str()).or_default();
+                        leak.access = Some(report.group.clone());
+                        leak.lines.push(format!(
+                            "access log: {line} → Lambda request's REPORT in {} (stage {}): {}",
+                            report.group,
+                            report.stage,
+                            report.line.trim_end()
+                        ));
+                    }
+                }
+            }
             if e && let Some(id) = invocation.request_id.text()
                 && let Some(chain) = chains.get(&id)
                 && let Some(report) = chain
@@ -462,14 +684,16 @@ impl Verifier {
                         if let Some(stage) = stage
                             && v.isolate_from.iter().any(|s| s.name == *stage)
                         {
-                            by_stage.entry(stage).or_default().push(line);
+                            let leak = by_stage.entry(stage).or_default();
+                            leak.execution = true;
+                            leak.lines.push(line.to_string());
                         }
                     }
                     Routed::ConfigurationError(_) => x.configuration_errors += 1,
                     _ => {}
                 }
             }
-            if routing.proves(f, e) {
+            if routing.proves(f, e || a) {
                 result.found += 1;
                 continue;
             }
@@ -489,11 +713,16 @@ impl Verifier {
                         format!("API Gateway could not invoke the function: {e}")
                     }
                     (Routed::Incomplete(why), _) => format!("execution log: {why}"),
-                    (Routed::NoLines, _) if by_function => {
-                        "no log line in the function's logs nor in API Gateway's execution log"
-                            .to_string()
-                    }
-                    (Routed::NoLines, _) => "no line in API Gateway's execution log".to_string(),
+                    (Routed::NoLines, _) => match (&access_verdict, by_function) {
+                        (AccessRouted::OtherFunction { report, .. }, _) => format!(
+                            "API Gateway's access log links it to a REPORT in {} (stage {})",
+                            report.group, report.stage
+                        ),
+                        (AccessRouted::Incomplete(why), _) => format!("access log: {why}"),
+                        (_, true) => "no log line in the function's logs nor in API Gateway's logs"
+                            .to_string(),
+                        (_, false) => "no line in API Gateway's logs".to_string(),
+                    },
                     (Routed::Proven, _) => "proven by API Gateway's execution log only".into(),
                 };
                 result
@@ -526,11 +755,25 @@ impl Verifier {
             }
             result.execution_logs = Some(x);
         }
+        if let Some(mut a) = access {
+            result
+                .proven_by
+                .insert("access_logs".to_string(), proven_by_access);
+            if a.proven == 0 && !invocations.is_empty() && !request_ids.is_empty() {
+                a.note = access_note(
+                    plan,
+                    access_source.as_ref(),
+                    access_scanned && a.with_lines == 0,
+                );
+            }
+            result.access_logs = Some(a);
+        }
         let of = invocations.len() as u64;
         let own = &plan.stage.name;
         let leaks = by_stage
             .into_iter()
-            .map(|(stage, lines)| {
+            .map(|(stage, leak)| {
+                let lines = leak.lines;
                 let count = lines.len() as u64;
                 let function = others
                     .iter()
@@ -541,19 +784,81 @@ impl Verifier {
                     .as_ref()
                     .and_then(|x| x.log_group.clone())
                     .unwrap_or_default();
+                let access_group = result
+                    .access_logs
+                    .as_ref()
+                    .and_then(|a| a.log_group.clone())
+                    .unwrap_or_default();
+                let shows = match (leak.execution, &leak.access) {
+                    (true, None) => format!("as API Gateway's execution log {exec_group} shows"),
+                    (false, Some(reports)) => format!(
+                        "as API Gateway's access log {access_group} and the REPORTs in {reports} show"
+                    ),
+                    (_, Some(reports)) => format!(
+                        "as API Gateway's execution log {exec_group}, its access log {access_group} and the REPORTs in {reports} show"
+                    ),
+                    (false, None) => "as API Gateway's logs show".to_string(),
+                };
                 Leak {
                     stage: stage.to_string(),
                     resource: format!("function {function}"),
                     count,
                     of,
-                    examples: lines.iter().take(EXAMPLES).map(|l| l.to_string()).collect(),
+                    examples: lines.into_iter().take(EXAMPLES).collect(),
                     message: format!(
-                        "{count} of {of} requests sent to stage {own} invoked function {function} (stage {stage}), as API Gateway's execution log {exec_group} shows"
+                        "{count} of {of} requests sent to stage {own} invoked function {function} (stage {stage}), {shows}"
                     ),
                 }
             })
             .collect();
         Ok((result, leaks))
+    }
+
+    /// The stage's access log (GetStage's `accessLogSettings`): its group
+    /// and compiled format, or one sentence on why there is none.
+    async fn access_source(
+        &self,
+        plan: &Plan,
+        rest_api: &str,
+    ) -> Result<Result<AccessSource, String>, Error> {
+        let stage = &plan.stage.name;
+        let api = &self.clients.apigateway;
+        self.get_stage_calls.fetch_add(1, Ordering::Relaxed);
+        let out = api
+            .get_stage()
+            .rest_api_id(rest_api)
+            .stage_name(stage)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::from(api.error(
+                    "GetStage",
+                    &format!("stage {stage} of REST API {rest_api}"),
+                    &e,
+                ))
+            })?;
+        let settings = out.access_log_settings();
+        let (Some(format), Some(destination)) = (
+            settings.and_then(|s| s.format()).filter(|f| !f.is_empty()),
+            settings
+                .and_then(|s| s.destination_arn())
+                .filter(|d| !d.is_empty()),
+        ) else {
+            return Ok(Err(format!(
+                "stage {stage} writes no access log, so only its execution log and the function's logs could prove routing: {}",
+                how_to_enable_access(rest_api, stage)
+            )));
+        };
+        let Some(group) = access::log_group_of_destination(destination) else {
+            return Ok(Err(format!(
+                "stage {stage}'s access log goes to {destination}, not to a CloudWatch Logs group, so it cannot be read back to prove routing"
+            )));
+        };
+        Ok(Ok(AccessSource {
+            group: group.to_string(),
+            format: AccessFormat::compile(format),
+            rest_api: rest_api.to_string(),
+        }))
     }
 
     /// The stage's execution-log group, or one sentence on why there is
@@ -914,6 +1219,146 @@ struct ExecutionGroup {
     rest_api: String,
     /// `base_url`, `setting` or `log_groups`.
     from: &'static str,
+}
+
+/// The stage's access log as found.
+struct AccessSource {
+    group: String,
+    format: AccessFormat,
+    rest_api: String,
+}
+
+impl AccessSource {
+    /// Lines of this format can prove routing: they carry API Gateway's
+    /// request id (to find the run's requests) and Lambda's (to find the REPORT).
+    fn usable(&self) -> bool {
+        self.format.has_request_id() && self.format.has_integration_request_id()
+    }
+}
+
+/// A Lambda `REPORT` found in another stage's function group.
+#[derive(Debug, Clone, PartialEq)]
+struct OtherReport {
+    stage: String,
+    group: String,
+    line: String,
+}
+
+/// What one stage's leak through the stage's function was shown by.
+#[derive(Default)]
+struct StageLeak {
+    lines: Vec<String>,
+    execution: bool,
+    /// The function group whose REPORTs the access log led to.
+    access: Option<String>,
+}
+
+/// One request's verdict from API Gateway's access log.
+#[derive(Debug, PartialEq)]
+enum AccessRouted<'a> {
+    /// Its Lambda request id's `REPORT` is in the stage's own function group.
+    Proven,
+    /// No line for the request (yet).
+    NoLine,
+    /// A line without Lambda's request id (API Gateway invoked nothing, or
+    /// the line was cut): no later read changes it.
+    NoInvocation,
+    /// A line, but the `REPORT` is not found (yet).
+    Incomplete(String),
+    /// The `REPORT` is in another stage's function group.
+    OtherFunction {
+        report: &'a OtherReport,
+        line: &'a str,
+    },
+}
+
+impl AccessRouted<'_> {
+    fn is_final(&self) -> bool {
+        matches!(
+            self,
+            AccessRouted::Proven | AccessRouted::NoInvocation | AccessRouted::OtherFunction { .. }
+        )
+    }
+}
+
+fn access_routed<'a>(
+    entry: Option<&'a access::Entry>,
+    reports: &HashMap<String, Report>,
+    others: &'a HashMap<String, OtherReport>,
+) -> AccessRouted<'a> {
+    let Some(entry) = entry else {
+        return AccessRouted::NoLine;
+    };
+    let Some(lambda) = &entry.line.integration_request_id else {
+        return AccessRouted::NoInvocation;
+    };
+    if reports.contains_key(lambda) {
+        return AccessRouted::Proven;
+    }
+    match others.get(lambda) {
+        Some(report) => AccessRouted::OtherFunction {
+            report,
+            line: &entry.text,
+        },
+        None => AccessRouted::Incomplete(format!(
+            "no REPORT for Lambda request id {lambda} in the function's log group"
+        )),
+    }
+}
+
+/// The other stages' function groups (the scenario's stages and
+/// `isolate_from`), where a REPORT the stage's own group lacks may be.
+fn other_function_groups(plan: &Plan) -> Vec<(String, String)> {
+    let own = &plan.stage.backends.log_group;
+    let mut groups: Vec<(String, String)> = Vec::new();
+    for stage in plan.stages.iter().chain(&plan.verify.isolate_from) {
+        let group = &stage.backends.log_group;
+        if stage.name != plan.stage.name && group != own && !groups.iter().any(|(_, g)| g == group)
+        {
+            groups.push((stage.name.clone(), group.clone()));
+        }
+    }
+    groups
+}
+
+fn is_not_found(e: &crate::error::AwsError) -> bool {
+    matches!(&e.failure, crate::error::AwsFailure::Service { code } if code == "ResourceNotFoundException")
+}
+
+/// How to give a stage an access log that proves routing, as the end of
+/// one sentence.
+fn how_to_enable_access(rest_api: &str, stage: &str) -> String {
+    format!(
+        "add `$context.integration.requestId` (with `$context.requestId`) to its access-log format (`aws apigateway update-stage --rest-api-id {rest_api} --stage-name {stage} --patch-operations op=replace,path=/accessLogSettings/destinationArn,value=arn:aws:logs:REGION:ACCOUNT:log-group:NAME 'op=replace,path=/accessLogSettings/format,value={{\"requestId\":\"$context.requestId\",\"integrationRequestId\":\"$context.integration.requestId\"}}'`) and API Gateway's access log proves which function each request invoked"
+    )
+}
+
+/// Why the access log proved nothing, in one sentence.
+fn access_note(
+    plan: &Plan,
+    source: Option<&Result<AccessSource, String>>,
+    no_lines: bool,
+) -> Option<String> {
+    let stage = &plan.stage.name;
+    match source {
+        None => Some(format!(
+            "the REST API id of stage {stage} is not known (no execute-api base URL, no `[verify] rest_api`, no execution-log group), so its access log was not read: set `[verify] rest_api` to its id"
+        )),
+        Some(Err(note)) => Some(note.clone()),
+        Some(Ok(s)) if !s.format.has_request_id() => Some(format!(
+            "stage {stage}'s access-log format has no `$context.requestId`, so its lines cannot be tied to the client's requests: {}",
+            how_to_enable_access(&s.rest_api, stage)
+        )),
+        Some(Ok(s)) if !s.format.has_integration_request_id() => Some(format!(
+            "stage {stage}'s access-log format has no `$context.integration.requestId`, so its lines cannot say which function ran: {}",
+            how_to_enable_access(&s.rest_api, stage)
+        )),
+        Some(Ok(s)) if no_lines => Some(format!(
+            "stage {stage}'s access log {} holds no line for this run's requests",
+            s.group
+        )),
+        Some(Ok(_)) => None,
+    }
 }
 
 /// Execution-log groups listed at most when looking for the stage's own.
