@@ -715,7 +715,7 @@ impl Verifier {
                     (Routed::Incomplete(why), _) => format!("execution log: {why}"),
                     (Routed::NoLines, _) => match (&access_verdict, by_function) {
                         (AccessRouted::OtherFunction { report, .. }, _) => format!(
-                            "API Gateway's access log links it to a REPORT in {} (stage {})",
+                            "its access-log line's Lambda request id has its REPORT in {} (stage {}), not in the stage's function group",
                             report.group, report.stage
                         ),
                         (AccessRouted::Incomplete(why), _) => format!("access log: {why}"),
@@ -746,7 +746,12 @@ impl Verifier {
                 .filter(|(_, split)| !split.client_us.is_empty())
                 .map(|(step, split)| time_split(&step.name, split))
                 .collect();
-            if x.note.is_none() && !x.enabled && !invocations.is_empty() {
+            // A stage whose access log proved every request needs no
+            // advice on its execution log.
+            let access_proved_all = by_access && proven_by_access == invocations.len() as u64;
+            if access_proved_all && x.proven == 0 {
+                x.note = None;
+            } else if x.note.is_none() && !x.enabled && !invocations.is_empty() {
                 x.note = Some(no_lines_note(
                     plan,
                     x.log_group.as_deref(),

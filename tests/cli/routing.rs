@@ -691,6 +691,10 @@ fn the_access_log_alone_proves_routing_when_its_format_has_the_lambda_id() {
         "{filter} calls in {waited}s"
     );
     eprintln!("access log proof: {filter} FilterLogEvents in {waited:.1}s");
+    assert!(
+        !out.contains("note: API Gateway's execution logging"),
+        "{out}"
+    );
     // Where the time went, from the access log's integration latency.
     let splits = logs["execution_logs"]["time_split"].as_array().unwrap();
     assert_eq!(splits.len(), 2, "{s:#}");
