@@ -380,10 +380,7 @@ impl Verifier {
                     let pending: HashSet<String> = invocations
                         .iter()
                         .filter_map(|i| i.request_id.text())
-                        .filter(|id| {
-                            execution::judge(chains.get(id), own_function, &others, &reports)
-                                != Routed::Proven
-                        })
+                        .filter(|id| needs_access(&chains, id, own_function, &others, &reports))
                         .filter(|id| {
                             !access_routed(lines.get(id), &reports, &other_reports).is_final()
                         })
@@ -425,10 +422,7 @@ impl Verifier {
                 Some(lines) => invocations
                     .iter()
                     .filter_map(|i| i.request_id.text())
-                    .filter(|id| {
-                        execution::judge(chains.get(id), own_function, &others, &reports)
-                            != Routed::Proven
-                    })
+                    .filter(|id| needs_access(&chains, id, own_function, &others, &reports))
                     .filter_map(|id| lines.get(&id)?.line.integration_request_id.clone())
                     .filter(|l| !other_reports.contains_key(l))
                     .collect(),
@@ -540,8 +534,9 @@ impl Verifier {
             // requests its execution log did not prove.
             let access_settled = access_lines.as_ref().is_none_or(|l| l.is_empty())
                 || invocations.iter().all(|i| {
-                    routed(i, &chains, own_function, &others, &reports) == Routed::Proven
-                        || access_of(i).is_final()
+                    i.request_id.text().is_none_or(|id| {
+                        !needs_access(&chains, &id, own_function, &others, &reports)
+                    }) || access_of(i).is_final()
                 });
             let settled = settled && execution_settled && access_settled;
             if settled || Instant::now() >= deadline {
@@ -1284,6 +1279,21 @@ impl AccessRouted<'_> {
             AccessRouted::Proven | AccessRouted::NoInvocation | AccessRouted::OtherFunction { .. }
         )
     }
+}
+
+/// Whether a request's access-log line can add anything to what the
+/// execution log holds: not once that log has its Lambda request id (the
+/// access line's would be the same) or a final verdict.
+fn needs_access(
+    chains: &Chains<'_>,
+    request_id: &str,
+    own_function: &str,
+    others: &[(String, String)],
+    reports: &HashMap<String, Report>,
+) -> bool {
+    let chain = chains.get(request_id);
+    chain.and_then(|c| c.lambda_request_id.as_ref()).is_none()
+        && !execution::judge(chain, own_function, others, reports).is_final()
 }
 
 fn access_routed<'a>(

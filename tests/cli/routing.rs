@@ -746,6 +746,54 @@ fn the_access_log_alone_proves_routing_when_its_format_has_the_lambda_id() {
             .count(),
         10
     );
+
+    // No execute-api host, no `rest_api`, no execution-log group: the stage
+    // cannot be asked for its access log, and the report says what to set.
+    set_access_log(&rt, &aws, &sandbox, &api, ACCESS_FORMAT);
+    let (code, s, out) = run(&sandbox, dir.path(), "", 5);
+    assert_eq!(code, 1, "{out}\n{s:#}");
+    let access = &s["verify"]["logs"]["access_logs"];
+    let note = access["note"].as_str().unwrap();
+    assert!(note.contains("set `[verify] rest_api`"), "{note}");
+    assert!(access.get("log_group").is_none(), "{s:#}");
+    assert!(s["verify"]["api_calls"].get("GetStage").is_none(), "{s:#}");
+}
+
+/// A stage with both of API Gateway's logs: the execution log proves every
+/// request, so the access log is located but never read; the REST API id
+/// comes from the execution-log group found by listing.
+#[test]
+fn the_access_log_is_not_read_for_requests_the_execution_log_proved() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &[], &["--function-log", "test=plain"]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    set_loglevel(&rt, &aws, &sandbox, &api, "INFO");
+    set_access_log(&rt, &aws, &sandbox, &api, ACCESS_FORMAT);
+    let dir = tempfile::tempdir().unwrap();
+    let (code, s, out) = run(&sandbox, dir.path(), "", 5);
+    assert_eq!(code, 0, "{out}\n{s:#}");
+    let logs = &s["verify"]["logs"];
+    assert_eq!(logs["found"], 10, "{s:#}");
+    assert_eq!(logs["proven_by"]["execution_logs"], 10, "{s:#}");
+    assert_eq!(logs["proven_by"]["access_logs"], 0, "{s:#}");
+    assert_eq!(
+        logs["execution_logs"]["rest_api_from"], "log_groups",
+        "{s:#}"
+    );
+    let access = &logs["access_logs"];
+    assert_eq!(access["log_group"], ACCESS_GROUP, "{s:#}");
+    assert_eq!(access["with_lines"], 0, "{s:#}");
+    assert!(access.get("note").is_none(), "{s:#}");
+    let calls = &s["verify"]["api_calls"];
+    assert_eq!(calls["GetStage"], 1, "{s:#}");
+    eprintln!(
+        "execution log proved all, access log located only: {} FilterLogEvents",
+        calls["FilterLogEvents"]
+    );
+    // The other side: the access log does hold the run's lines.
+    assert_eq!(access_lines(&rt, &aws).len(), 10);
 }
 
 /// The shared-function fault seen through the access log alone: stage
