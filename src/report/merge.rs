@@ -1033,6 +1033,55 @@ mod tests {
     }
 
     #[test]
+    fn access_log_counts_add_up_across_shards() {
+        let shard = |name, proven: u64, other: u64, group: Option<&str>| {
+            let mut s = summary(&[1_000], Some(name), 0);
+            s.verify = Some(VerifySummary {
+                logs: Some(LogsVerify {
+                    checked: proven + other,
+                    found: proven,
+                    proven_by: BTreeMap::from([("access_logs".to_string(), proven)]),
+                    access_logs: Some(AccessLogsVerify {
+                        log_group: group.map(str::to_string),
+                        format_has_integration_request_id: group.is_some(),
+                        with_lines: proven + other,
+                        proven,
+                        other_function: other,
+                        note: (proven == 0).then(|| "no line".to_string()),
+                    }),
+                    ..LogsVerify::default()
+                }),
+                ..VerifySummary::default()
+            });
+            s
+        };
+        let merged = merge(&[
+            shard("1/3", 0, 0, None),
+            shard("2/3", 5, 1, Some("access/test")),
+            shard("3/3", 4, 2, Some("access/test")),
+        ])
+        .unwrap();
+        let logs = merged.verify.unwrap().logs.unwrap();
+        assert_eq!(logs.proven_by["access_logs"], 9);
+        let access = logs.access_logs.unwrap();
+        assert_eq!(access.log_group.as_deref(), Some("access/test"));
+        assert!(access.format_has_integration_request_id);
+        assert_eq!(
+            (access.with_lines, access.proven, access.other_function),
+            (12, 9, 3)
+        );
+        // A shard that proved nothing does not speak for the merged run.
+        assert_eq!(access.note, None);
+        // A summary written before the channel existed still reads and merges.
+        let old: LogsVerify = serde_json::from_str(
+            r#"{"log_group":"g","checked":1,"found":1,"missing":0,"invocations":1,"waited_s":0.1,"examples":[]}"#,
+        )
+        .unwrap();
+        assert!(old.access_logs.is_none());
+        assert!(merge_access_logs(&[&old]).is_none());
+    }
+
+    #[test]
     fn earliest_start_wins() {
         assert_eq!(
             earliest(["2026-01-01T00:00:01Z", "2026-01-01T00:00:00.5Z"].into_iter()),

@@ -729,3 +729,49 @@ impl VerifySummary {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_logs_sentence_names_each_channel_read_and_every_note() {
+        let logs = |by: &[(&str, u64)]| LogsVerify {
+            checked: 10,
+            found: 10,
+            proven_by: by.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+            ..LogsVerify::default()
+        };
+        assert_eq!(
+            logs(&[]).sentence(),
+            "10 of 10 requests found in the function's logs, 0 missing"
+        );
+        assert_eq!(
+            logs(&[("access_logs", 10), ("execution_logs", 0)]).sentence(),
+            "10 of 10 requests found (0 proven by API Gateway's execution log, 10 by API Gateway's access log), 0 missing"
+        );
+        let mut all = logs(&[
+            ("function_logs", 2),
+            ("execution_logs", 7),
+            ("access_logs", 3),
+        ]);
+        assert_eq!(
+            all.channels("by "),
+            " (2 by the function's logs, 7 by API Gateway's execution log, 3 by API Gateway's access log)"
+        );
+        all.access_logs = Some(AccessLogsVerify {
+            note: Some("add `$context.integration.requestId`".into()),
+            ..AccessLogsVerify::default()
+        });
+        all.execution_logs = Some(ExecutionLogsVerify {
+            note: Some("turn it on".into()),
+            ..ExecutionLogsVerify::default()
+        });
+        assert!(
+            all.sentence()
+                .ends_with("0 missing. turn it on. add `$context.integration.requestId`"),
+            "{}",
+            all.sentence()
+        );
+    }
+}
