@@ -1489,3 +1489,64 @@ fn is_found(
         LogMatch::Either => by_correlation() || by_request(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(id: &str) -> Report {
+        lines::parse_report(&format!(
+            "REPORT RequestId: {id}\tDuration: 3.10 ms\tBilled Duration: 4 ms\tMemory Size: 128 MB\tMax Memory Used: 70 MB"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_access_line_is_judged_by_where_its_lambda_ids_report_is() {
+        let format = AccessFormat::compile("$context.requestId $context.integration.requestId");
+        let wanted: HashSet<String> = ["r-1", "r-2", "r-3", "r-4"].map(String::from).into();
+        let mut lines = AccessLines::new(format);
+        for line in ["r-1 l-1", "r-2 l-2", "r-3 -", "r-4 l-4"] {
+            lines.visit(line, &wanted);
+        }
+        let reports = HashMap::from([("l-1".to_string(), report("l-1"))]);
+        let elsewhere = OtherReport {
+            stage: "prod".into(),
+            group: "/aws/lambda/user-service".into(),
+            line: "REPORT RequestId: l-2\tDuration: 1 ms".into(),
+        };
+        let others = HashMap::from([("l-2".to_string(), elsewhere.clone())]);
+        let verdict = |id: &str| access_routed(lines.get(id), &reports, &others);
+        assert_eq!(verdict("r-1"), AccessRouted::Proven);
+        assert_eq!(
+            verdict("r-2"),
+            AccessRouted::OtherFunction {
+                report: &elsewhere,
+                line: "r-2 l-2"
+            }
+        );
+        // `-`: API Gateway invoked nothing; no later line changes that.
+        assert_eq!(verdict("r-3"), AccessRouted::NoInvocation);
+        assert!(verdict("r-3").is_final());
+        assert!(matches!(verdict("r-4"), AccessRouted::Incomplete(why) if why.contains("l-4")));
+        assert!(!verdict("r-4").is_final());
+        assert_eq!(verdict("r-5"), AccessRouted::NoLine);
+    }
+
+    #[test]
+    fn the_access_log_is_asked_only_what_the_execution_log_lacks() {
+        let wanted: HashSet<String> = ["r-1", "r-2", "r-3"].map(String::from).into();
+        let mut chains = Chains::new(&wanted);
+        // r-1: the execution log has its Lambda id (its REPORT not read yet);
+        // r-2: only a first line; r-3: nothing.
+        chains.visit("(r-1) Endpoint request URI: https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/arn:aws:lambda:us-east-1:1:function:test-user-service/invocations");
+        chains.visit("(r-1) AWS Integration Endpoint RequestId : l-1");
+        chains.visit("(r-2) HTTP Method: GET, Resource Path: /user/{id}");
+        let others = vec![("prod".to_string(), "user-service".to_string())];
+        let reports = HashMap::new();
+        let needs = |id: &str| needs_access(&chains, id, "test-user-service", &others, &reports);
+        assert!(!needs("r-1"));
+        assert!(needs("r-2"));
+        assert!(needs("r-3"));
+    }
+}
