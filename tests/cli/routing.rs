@@ -636,20 +636,25 @@ fn access_lines(rt: &tokio::runtime::Runtime, aws: &Aws) -> Vec<(String, Option<
         .collect()
 }
 
-/// Lambda request ids with a `REPORT` in `group`.
+/// Lambda request ids with a `REPORT` in `group`, text or JSON (`platform.report`).
 fn reported(rt: &tokio::runtime::Runtime, aws: &Aws, group: &str) -> HashSet<String> {
     rt.block_on(aws.log_messages(group))
         .iter()
         .filter_map(|m| {
-            let id = m.strip_prefix("REPORT RequestId: ")?.split('\t').next()?;
-            Some(id.to_string())
+            if let Some(rest) = m.strip_prefix("REPORT RequestId: ") {
+                return Some(rest.split('\t').next()?.to_string());
+            }
+            let json: serde_json::Value = serde_json::from_str(m).ok()?;
+            (json["type"] == "platform.report")
+                .then(|| json["record"]["requestId"].as_str().map(str::to_string))?
         })
         .collect()
 }
 
-/// Execution logging off, the function logging no id at all: only the
-/// access log's `$context.integration.requestId` can tie a request to the
-/// function's REPORT, and it does; without that variable nothing does.
+/// Execution logging off, the function logging no id at all (and in
+/// Lambda's JSON format): only the access log's
+/// `$context.integration.requestId` can tie a request to the function's
+/// `platform.report`, and it does; without that variable nothing does.
 #[test]
 fn the_access_log_alone_proves_routing_when_its_format_has_the_lambda_id() {
     let moto = Moto::start();
@@ -657,6 +662,7 @@ fn the_access_log_alone_proves_routing_when_its_format_has_the_lambda_id() {
     let rt = runtime();
     let aws = rt.block_on(Aws::of(&sandbox));
     let api = rest_api(&rt, &aws);
+    json_log_format(&rt, &aws, &sandbox);
     set_access_log(&rt, &aws, &sandbox, &api, ACCESS_FORMAT);
     let dir = tempfile::tempdir().unwrap();
     let (code, s, out) = run(&sandbox, dir.path(), &format!("rest_api = \"{api}\""), 5);
@@ -760,10 +766,12 @@ fn the_access_log_alone_proves_routing_when_its_format_has_the_lambda_id() {
 }
 
 /// A stage with both of API Gateway's logs: the execution log proves every
-/// request, so the access log is located but never read; the REST API id
-/// comes from the execution-log group found by listing.
+/// request; the access log is located and read only for the requests whose
+/// execution-log lines had not arrived when it was read (how many depends
+/// on the sandbox's shipping, so only the bound is asserted). The REST API
+/// id comes from the execution-log group found by listing.
 #[test]
-fn the_access_log_is_not_read_for_requests_the_execution_log_proved() {
+fn the_access_log_is_read_only_for_what_the_execution_log_lacks() {
     let moto = Moto::start();
     let sandbox = Sandbox::start(&moto, &[], &["--function-log", "test=plain"]);
     let rt = runtime();
@@ -777,19 +785,21 @@ fn the_access_log_is_not_read_for_requests_the_execution_log_proved() {
     let logs = &s["verify"]["logs"];
     assert_eq!(logs["found"], 10, "{s:#}");
     assert_eq!(logs["proven_by"]["execution_logs"], 10, "{s:#}");
-    assert_eq!(logs["proven_by"]["access_logs"], 0, "{s:#}");
     assert_eq!(
         logs["execution_logs"]["rest_api_from"], "log_groups",
         "{s:#}"
     );
     let access = &logs["access_logs"];
     assert_eq!(access["log_group"], ACCESS_GROUP, "{s:#}");
-    assert_eq!(access["with_lines"], 0, "{s:#}");
+    let read = access["with_lines"].as_u64().unwrap();
+    assert!(read <= 10, "{s:#}");
+    assert_eq!(logs["proven_by"]["access_logs"], access["proven"], "{s:#}");
+    assert!(access["proven"].as_u64().unwrap() <= read, "{s:#}");
     assert!(access.get("note").is_none(), "{s:#}");
     let calls = &s["verify"]["api_calls"];
     assert_eq!(calls["GetStage"], 1, "{s:#}");
     eprintln!(
-        "execution log proved all, access log located only: {} FilterLogEvents",
+        "execution log proved all, access log read for {read}: {} FilterLogEvents",
         calls["FilterLogEvents"]
     );
     // The other side: the access log does hold the run's lines.
