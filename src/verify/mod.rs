@@ -363,8 +363,9 @@ impl Verifier {
                             // Offered (auto), a stage the credentials cannot
                             // read is one sentence; asked for, an error.
                             Err(e) if routing == Routing::Auto => Err(format!(
-                                "API Gateway's access-log settings of stage {} could not be read ({e}), so its access log did not prove routing",
-                                plan.stage.name
+                                "API Gateway's access-log settings of stage {} could not be read ({}), so its access log did not prove routing (it needs apigateway:GET on the stage)",
+                                plan.stage.name,
+                                first_sentence(&e.to_string())
                             )),
                             Err(e) => return Err(e),
                         });
@@ -407,7 +408,7 @@ impl Verifier {
                                     "API Gateway's access log {} of stage {} could not be read ({}), so it did not prove routing",
                                     source.group,
                                     plan.stage.name,
-                                    Error::from(e)
+                                    first_sentence(&Error::from(e).to_string())
                                 )));
                                 access_lines = None;
                             }
@@ -1342,6 +1343,13 @@ fn other_function_groups(plan: &Plan) -> Vec<(String, String)> {
         }
     }
     groups
+}
+
+/// An error's first sentence without its full stop, to sit inside another
+/// sentence: the fix that follows it is the note's own.
+fn first_sentence(text: &str) -> &str {
+    let first = text.split(". ").next().unwrap_or(text);
+    first.trim_end().trim_end_matches('.')
 }
 
 fn is_not_found(e: &crate::error::AwsError) -> bool {

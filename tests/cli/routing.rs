@@ -87,6 +87,19 @@ fn run(
     verify: &str,
     iterations: u32,
 ) -> (i32, serde_json::Value, String) {
+    run_with(sandbox, dir, verify, iterations, None)
+}
+
+/// [`run`], with the AWS endpoints given per service through the
+/// environment (`AWS_ENDPOINT_URL` and its per-service forms) instead of
+/// `--aws-endpoint`, when `endpoints` is given.
+fn run_with(
+    sandbox: &Sandbox,
+    dir: &Path,
+    verify: &str,
+    iterations: u32,
+    endpoints: Option<&[(&str, &str)]>,
+) -> (i32, serde_json::Value, String) {
     let scenario = format!(
         r#"
 name = "routing"
@@ -129,25 +142,25 @@ path = "/user/{{{{uuid}}}}"
     let file = scenario_file(dir, "routing.toml", &scenario);
     let out = dir.join("summary.json");
     let _ = std::fs::remove_file(&out);
-    let output = run_bounded(
-        stagecheck()
-            .arg("run")
-            .arg(&file)
-            .args([
-                "--aws-endpoint",
-                &sandbox.aws_endpoint,
-                "--region",
-                REGION,
-                "-o",
-            ])
-            .arg(&out)
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ENDPOINT_URL"),
-        Duration::from_secs(120),
-    );
+    let mut cmd = stagecheck();
+    cmd.arg("run")
+        .arg(&file)
+        .args(["--region", REGION, "-o"])
+        .arg(&out)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL");
+    match endpoints {
+        None => {
+            cmd.args(["--aws-endpoint", &sandbox.aws_endpoint]);
+        }
+        Some(endpoints) => {
+            cmd.envs(endpoints.iter().copied());
+        }
+    }
+    let output = run_bounded(&mut cmd, Duration::from_secs(120));
     let summary = if out.exists() {
         read_json(&out)
     } else {
@@ -869,4 +882,55 @@ fn shared_function_is_caught_by_the_access_log_alone() {
         "shared function via the access log: {} FilterLogEvents",
         v["api_calls"]["FilterLogEvents"]
     );
+}
+
+/// GetStage refused (API Gateway's endpoint is the sandbox's data plane,
+/// which answers every control-plane call 403 `MissingAuthenticationToken`,
+/// as a wrong endpoint does on AWS): under `auto` one sentence in the
+/// summary and the function's logs decide; under `execution-logs`, which
+/// asked for API Gateway's logs, an error (exit 3) naming the call.
+#[test]
+fn a_refused_get_stage_is_a_note_under_auto_and_an_error_when_asked_for() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &[], &[]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    set_access_log(&rt, &aws, &sandbox, &api, ACCESS_FORMAT);
+    let data_plane = sandbox.base_url.clone();
+    let endpoints = [
+        ("AWS_ENDPOINT_URL", sandbox.aws_endpoint.as_str()),
+        ("AWS_ENDPOINT_URL_API_GATEWAY", data_plane.as_str()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let setting = format!("rest_api = \"{api}\"");
+    let (code, s, out) = run_with(&sandbox, dir.path(), &setting, 3, Some(&endpoints));
+    assert_eq!(code, 0, "{out}\n{s:#}");
+    let logs = &s["verify"]["logs"];
+    assert_eq!(logs["proven_by"]["function_logs"], 6, "{s:#}");
+    assert_eq!(logs["proven_by"]["access_logs"], 0, "{s:#}");
+    let note = logs["access_logs"]["note"].as_str().unwrap();
+    assert!(
+        note.starts_with(
+            "API Gateway's access-log settings of stage test could not be read (GetStage"
+        ),
+        "{note}"
+    );
+    assert!(
+        !note.contains('\n') && !note.contains("DispatchFailure"),
+        "{note}"
+    );
+    assert_eq!(note.matches(". ").count(), 0, "one sentence: {note}");
+    assert!(
+        note.ends_with("(it needs apigateway:GET on the stage)"),
+        "{note}"
+    );
+    assert_eq!(s["verify"]["api_calls"]["GetStage"], 1, "{s:#}");
+    eprintln!("{} characters: {note}", note.chars().count());
+
+    let setting = format!("routing = \"execution-logs\"\n{setting}");
+    let (code, _, out) = run_with(&sandbox, dir.path(), &setting, 3, Some(&endpoints));
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("GetStage on stage test of REST API"), "{out}");
+    assert!(!out.contains("DispatchFailure"), "{out}");
 }
