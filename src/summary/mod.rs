@@ -460,8 +460,8 @@ pub struct LogsVerify {
     /// Requests each channel proved: `function_logs` (the function's own
     /// line), `execution_logs` (API Gateway's execution-log chain to the
     /// function's `REPORT`), `access_logs` (API Gateway's access-log line's
-    /// `$context.integration.requestId` to that `REPORT`; only asked for the
-    /// requests the execution log did not prove). A request proven by several
+    /// `$context.integration.requestId` to that `REPORT`; read only for the
+    /// requests whose execution log had no Lambda request id when it was read). A request proven by several
     /// counts in each; `found` says which count under `routing`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub proven_by: BTreeMap<String, u64>,
