@@ -62,6 +62,8 @@ impl<C> Deref for Service<C> {
 pub struct Clients {
     pub dynamodb: Service<aws_sdk_dynamodb::Client>,
     pub logs: Service<aws_sdk_cloudwatchlogs::Client>,
+    /// GetStage only: where the stage writes its access log, and in what format.
+    pub apigateway: Service<aws_sdk_apigateway::Client>,
 }
 
 /// Verification's way out of an AWS problem.
@@ -195,6 +197,14 @@ impl Clients {
                 region: region.clone(),
                 way_out: SKIP_VERIFY,
             },
+            apigateway: Service {
+                client: aws_sdk_apigateway::Client::new(&config),
+                name: "API Gateway",
+                action_prefix: "apigateway",
+                endpoint: endpoint("API_GATEWAY", "apigateway"),
+                region: region.clone(),
+                way_out: SKIP_VERIFY,
+            },
         })
     }
 }
@@ -284,7 +294,7 @@ impl<C> Service<C> {
                 let said = said.map_or_else(String::new, |m| format!(": {}", sentence_end(&m)));
                 let fix = fix_for(
                     &code,
-                    &format!("{}:{operation}", self.action_prefix),
+                    &iam_action(self.action_prefix, operation),
                     self.way_out,
                 );
                 (
@@ -364,6 +374,25 @@ fn or_else(way_out: &str) -> String {
 }
 
 /// The fix for the codes whose fix is known, as a second sentence.
+/// The IAM action a call needs: `logs:FilterLogEvents`, but API Gateway's
+/// management calls are authorised by HTTP method (`GetStage` needs
+/// `apigateway:GET`, `UpdateStage` `apigateway:PATCH`).
+fn iam_action(prefix: &str, operation: &str) -> String {
+    if prefix == "apigateway" {
+        let methods = [
+            ("Get", "GET"),
+            ("Update", "PATCH"),
+            ("Create", "POST"),
+            ("Delete", "DELETE"),
+            ("Put", "PUT"),
+        ];
+        if let Some((_, method)) = methods.iter().find(|(verb, _)| operation.starts_with(verb)) {
+            return format!("apigateway:{method}");
+        }
+    }
+    format!("{prefix}:{operation}")
+}
+
 fn fix_for(code: &str, action: &str, way_out: &str) -> String {
     let fix = match code {
         "ResourceNotFoundException" | "NotFoundException" if way_out == SKIP_VERIFY => format!(
@@ -529,6 +558,13 @@ mod tests {
         assert!(fix_for("ResourceNotFoundException", "x", SKIP_VERIFY).contains("--no-verify"));
         assert!(!fix_for("AccessDenied", "iam:GetRole", "").contains("--no-verify"));
         assert_eq!(fix_for("SomethingElse", "x", SKIP_VERIFY), "");
+        // API Gateway's calls are authorised by HTTP method.
+        assert_eq!(iam_action("apigateway", "GetStage"), "apigateway:GET");
+        assert_eq!(iam_action("apigateway", "UpdateStage"), "apigateway:PATCH");
+        assert_eq!(
+            iam_action("logs", "FilterLogEvents"),
+            "logs:FilterLogEvents"
+        );
     }
 
     #[test]

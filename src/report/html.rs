@@ -575,7 +575,7 @@ fn verification(s: &Summary) -> Option<String> {
     Some(out)
 }
 
-/// Where each step's time went, from API Gateway's execution log: per step
+/// Where each step's time went, from API Gateway's execution or access log: per step
 /// and percentile a bar of API Gateway's own part then the integration, the
 /// function's `Duration` drawn inside the integration.
 fn time_split(s: &Summary) -> Option<String> {
@@ -685,7 +685,7 @@ fn time_split(s: &Summary) -> Option<String> {
             );
         }
     }
-    out.push_str("<p class=\"note\">From API Gateway's execution log and the function's REPORT lines, per request followed to its REPORT; the client's time is measured from the send. Each bar stacks the parts' own percentiles, which add up exactly only for the mean.</p>\n</section>\n");
+    out.push_str("<p class=\"note\">From API Gateway's execution log (its access log's integration latency for requests only that proved) and the function's REPORT lines, per request followed to its REPORT; the client's time is measured from the send. Each bar stacks the parts' own percentiles, which add up exactly only for the mean.</p>\n</section>\n");
     Some(out)
 }
 

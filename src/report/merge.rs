@@ -21,9 +21,9 @@ use crate::metrics::{
     ErrorCounts, LatencySummary, decode_histogram, encode_histogram, new_histogram,
 };
 use crate::summary::{
-    ChecksSummary, CleanupSummary, ColdTail, DynamoVerify, ExecutionLogsVerify, IsolationVerify,
-    Leak, LogsVerify, StepSummary, StepTimeSplit, Summary, TimeSplitHistograms, TimelinePoint,
-    Totals, VerifySummary, WarmupStep, WarmupSummary, rfc3339, timeline,
+    AccessLogsVerify, ChecksSummary, CleanupSummary, ColdTail, DynamoVerify, ExecutionLogsVerify,
+    IsolationVerify, Leak, LogsVerify, StepSummary, StepTimeSplit, Summary, TimeSplitHistograms,
+    TimelinePoint, Totals, VerifySummary, WarmupStep, WarmupSummary, rfc3339, timeline,
 };
 use crate::thresholds::Threshold;
 
@@ -528,6 +528,7 @@ fn merge_verify(parts: &[Summary]) -> Result<Option<VerifySummary>, MergeError> 
                 by
             },
             execution_logs,
+            access_logs: merge_access_logs(&logs),
         }),
         isolation: isolation.first().map(|_| {
             let mut stages: Vec<String> = Vec::new();
@@ -567,6 +568,33 @@ fn merge_verify(parts: &[Summary]) -> Result<Option<VerifySummary>, MergeError> 
         }),
         api_calls,
     }))
+}
+
+/// Shards ran against the same stage: its access log is one; the counts add
+/// up, and the note stays only when no shard proved anything through it.
+fn merge_access_logs(logs: &[&LogsVerify]) -> Option<AccessLogsVerify> {
+    let parts: Vec<&AccessLogsVerify> =
+        logs.iter().filter_map(|l| l.access_logs.as_ref()).collect();
+    let first = parts.first()?;
+    let known = parts
+        .iter()
+        .find(|p| p.log_group.is_some())
+        .unwrap_or(first);
+    let proven = parts.iter().map(|p| p.proven).sum();
+    Some(AccessLogsVerify {
+        log_group: known.log_group.clone(),
+        format_has_integration_request_id: parts
+            .iter()
+            .any(|p| p.format_has_integration_request_id),
+        with_lines: parts.iter().map(|p| p.with_lines).sum(),
+        proven,
+        other_function: parts.iter().map(|p| p.other_function).sum(),
+        note: if proven > 0 {
+            None
+        } else {
+            parts.iter().find_map(|p| p.note.clone())
+        },
+    })
 }
 
 /// Shards ran against the same stage: its execution-log group is one; the
@@ -1103,6 +1131,55 @@ mod tests {
         ])
         .unwrap();
         assert!(plain.warmup.is_none());
+    }
+
+    #[test]
+    fn access_log_counts_add_up_across_shards() {
+        let shard = |name, proven: u64, other: u64, group: Option<&str>| {
+            let mut s = summary(&[1_000], Some(name), 0);
+            s.verify = Some(VerifySummary {
+                logs: Some(LogsVerify {
+                    checked: proven + other,
+                    found: proven,
+                    proven_by: BTreeMap::from([("access_logs".to_string(), proven)]),
+                    access_logs: Some(AccessLogsVerify {
+                        log_group: group.map(str::to_string),
+                        format_has_integration_request_id: group.is_some(),
+                        with_lines: proven + other,
+                        proven,
+                        other_function: other,
+                        note: (proven == 0).then(|| "no line".to_string()),
+                    }),
+                    ..LogsVerify::default()
+                }),
+                ..VerifySummary::default()
+            });
+            s
+        };
+        let merged = merge(&[
+            shard("1/3", 0, 0, None),
+            shard("2/3", 5, 1, Some("access/test")),
+            shard("3/3", 4, 2, Some("access/test")),
+        ])
+        .unwrap();
+        let logs = merged.verify.unwrap().logs.unwrap();
+        assert_eq!(logs.proven_by["access_logs"], 9);
+        let access = logs.access_logs.unwrap();
+        assert_eq!(access.log_group.as_deref(), Some("access/test"));
+        assert!(access.format_has_integration_request_id);
+        assert_eq!(
+            (access.with_lines, access.proven, access.other_function),
+            (12, 9, 3)
+        );
+        // A shard that proved nothing does not speak for the merged run.
+        assert_eq!(access.note, None);
+        // A summary written before the channel existed still reads and merges.
+        let old: LogsVerify = serde_json::from_str(
+            r#"{"log_group":"g","checked":1,"found":1,"missing":0,"invocations":1,"waited_s":0.1,"examples":[]}"#,
+        )
+        .unwrap();
+        assert!(old.access_logs.is_none());
+        assert!(merge_access_logs(&[&old]).is_none());
     }
 
     #[test]

@@ -376,13 +376,7 @@ fn render_verify(summary: &Summary, v: &crate::summary::VerifySummary, color: bo
     }
     if let Some(l) = &v.logs {
         let by = |channel: &str| l.proven_by.get(channel).copied();
-        let channels = match (by("function_logs"), by("execution_logs")) {
-            (Some(f), Some(e)) => {
-                format!(" ({f} by the function's logs, {e} by API Gateway's execution log)")
-            }
-            (None, Some(_)) => " through API Gateway's execution log".to_string(),
-            _ => " in the function's logs".to_string(),
-        };
+        let channels = l.channels("by ");
         let window = if by("function_logs").is_some() || l.proven_by.is_empty() {
             format!(
                 "{} invocations in the window, waited {:.1}s",
@@ -426,6 +420,21 @@ fn render_verify(summary: &Summary, v: &crate::summary::VerifySummary, color: bo
                 x.proven
             );
         }
+        if let Some(a) = &l.access_logs
+            && let Some(group) = &a.log_group
+        {
+            let _ = writeln!(
+                out,
+                "      access log {group}: {} requests with lines, {} followed to the function's REPORT{}",
+                a.with_lines,
+                a.proven,
+                if a.other_function > 0 {
+                    format!(", {} ran another stage's function", a.other_function)
+                } else {
+                    String::new()
+                }
+            );
+        }
         if let Some(x) = &l.execution_logs {
             out.push_str(&render_time_split(&x.time_split));
         }
@@ -436,7 +445,13 @@ fn render_verify(summary: &Summary, v: &crate::summary::VerifySummary, color: bo
         {
             let _ = writeln!(out, "      {e}");
         }
-        if let Some(note) = l.execution_logs.as_ref().and_then(|x| x.note.as_deref()) {
+        let notes = l
+            .execution_logs
+            .as_ref()
+            .and_then(|x| x.note.as_deref())
+            .into_iter()
+            .chain(l.access_logs.as_ref().and_then(|a| a.note.as_deref()));
+        for note in notes {
             let _ = writeln!(out, "  {}", paint(color, "33", &format!("note: {note}")));
         }
     }

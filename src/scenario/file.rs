@@ -76,10 +76,12 @@ pub struct VerifySpec {
     pub max_recorded_invocations: Option<S<u64>>,
     /// Which logs prove where each request went: `auto` (the default: every
     /// channel the stage offers), `function-logs`, `execution-logs` (API
-    /// Gateway's own log) or `both` (each request proven by both).
+    /// Gateway's own logs: its execution log and its access log) or `both`
+    /// (each request proven by the function's logs and by API Gateway's).
     pub routing: Option<S<String>>,
     /// The stage's REST API id, for its execution-log group
-    /// (`API-Gateway-Execution-Logs_{id}/{stage}`); read from an
+    /// (`API-Gateway-Execution-Logs_{id}/{stage}`) and its access-log
+    /// settings (GetStage); read from an
     /// `{id}.execute-api.{region}.amazonaws.com` base URL when not given.
     pub rest_api: Option<S<String>>,
 }

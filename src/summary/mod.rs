@@ -565,38 +565,96 @@ pub struct LogsVerify {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing: Option<String>,
     /// Requests each channel proved: `function_logs` (the function's own
-    /// line), `execution_logs` (API Gateway's chain to the function's
-    /// `REPORT`). A request proven by both counts in both; `found` says which
-    /// count under `routing`.
+    /// line), `execution_logs` (API Gateway's execution-log chain to the
+    /// function's `REPORT`), `access_logs` (API Gateway's access-log line's
+    /// `$context.integration.requestId` to that `REPORT`; read only for the
+    /// requests whose execution log had no Lambda request id when it was read). A request proven by several
+    /// counts in each; `found` says which count under `routing`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub proven_by: BTreeMap<String, u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_logs: Option<ExecutionLogsVerify>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_logs: Option<AccessLogsVerify>,
 }
 
 impl LogsVerify {
     /// How many requests were proven, by which channel, and the execution
     /// log's note when it proved nothing.
     pub fn sentence(&self) -> String {
-        let by = |channel: &str| self.proven_by.get(channel).copied();
-        let channels = match (by("function_logs"), by("execution_logs")) {
-            (Some(f), Some(e)) => {
-                format!(" ({f} proven by the function's logs, {e} by API Gateway's execution log)")
-            }
-            (None, Some(_)) => " by API Gateway's execution log".to_string(),
-            _ => " in the function's logs".to_string(),
-        };
-        let note = self
+        let channels = self.channels("proven by ");
+        let notes: String = self
             .execution_logs
             .as_ref()
             .and_then(|e| e.note.as_deref())
+            .into_iter()
+            .chain(self.access_logs.as_ref().and_then(|a| a.note.as_deref()))
             .map(|n| format!(". {n}"))
-            .unwrap_or_default();
+            .collect();
         format!(
-            "{} of {} requests found{channels}, {} missing{note}",
+            "{} of {} requests found{channels}, {} missing{notes}",
             self.found, self.checked, self.missing
         )
     }
+
+    /// Which channels proved how many, as the end of "N of M requests
+    /// found…": ` (3 proven by the function's logs, 7 by API Gateway's
+    /// execution log)`; `proven` is what goes before the first channel.
+    pub fn channels(&self, proven: &str) -> String {
+        let by = |channel: &str| self.proven_by.get(channel).copied();
+        let named = [
+            ("function_logs", "the function's logs"),
+            ("execution_logs", "API Gateway's execution log"),
+            ("access_logs", "API Gateway's access log"),
+        ];
+        let read: Vec<(u64, &str)> = named
+            .iter()
+            .filter_map(|(key, name)| by(key).map(|n| (n, *name)))
+            .collect();
+        match read.as_slice() {
+            [] => " in the function's logs".to_string(),
+            [(_, "the function's logs")] => " in the function's logs".to_string(),
+            [(_, only)] => format!(" by {only}"),
+            several => format!(
+                " ({})",
+                several
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (n, name))| if i == 0 {
+                        format!("{n} {proven}{name}")
+                    } else {
+                        format!("{n} by {name}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+/// The access-log channel: what API Gateway's access log said of each request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AccessLogsVerify {
+    /// The group the stage's `accessLogSettings.destinationArn` names, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_group: Option<String>,
+    /// The stage's format has `$context.integration.requestId` (or its alias
+    /// `$context.awsEndpointRequestId`), without which a line cannot say
+    /// which function ran.
+    #[serde(default)]
+    pub format_has_integration_request_id: bool,
+    /// Requests with a line in the group.
+    #[serde(default)]
+    pub with_lines: u64,
+    /// Requests followed to the stage's own function's `REPORT`.
+    #[serde(default)]
+    pub proven: u64,
+    /// Requests whose Lambda request id's `REPORT` is in another stage's function group.
+    #[serde(default)]
+    pub other_function: u64,
+    /// When the channel proved nothing: why, and what to change (one sentence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The execution-log channel: what API Gateway's own log said of each request.
@@ -625,7 +683,8 @@ pub struct ExecutionLogsVerify {
     /// When the channel proved nothing: why, and how to turn it on (one sentence).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-    /// Where each step's time went, from the requests proven by this channel.
+    /// Where each step's time went, from the requests proven by this channel
+    /// (and by the access log, for those the execution log did not split).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub time_split: Vec<StepTimeSplit>,
 }
@@ -779,5 +838,51 @@ impl VerifySummary {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_logs_sentence_names_each_channel_read_and_every_note() {
+        let logs = |by: &[(&str, u64)]| LogsVerify {
+            checked: 10,
+            found: 10,
+            proven_by: by.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+            ..LogsVerify::default()
+        };
+        assert_eq!(
+            logs(&[]).sentence(),
+            "10 of 10 requests found in the function's logs, 0 missing"
+        );
+        assert_eq!(
+            logs(&[("access_logs", 10), ("execution_logs", 0)]).sentence(),
+            "10 of 10 requests found (0 proven by API Gateway's execution log, 10 by API Gateway's access log), 0 missing"
+        );
+        let mut all = logs(&[
+            ("function_logs", 2),
+            ("execution_logs", 7),
+            ("access_logs", 3),
+        ]);
+        assert_eq!(
+            all.channels("by "),
+            " (2 by the function's logs, 7 by API Gateway's execution log, 3 by API Gateway's access log)"
+        );
+        all.access_logs = Some(AccessLogsVerify {
+            note: Some("add `$context.integration.requestId`".into()),
+            ..AccessLogsVerify::default()
+        });
+        all.execution_logs = Some(ExecutionLogsVerify {
+            note: Some("turn it on".into()),
+            ..ExecutionLogsVerify::default()
+        });
+        assert!(
+            all.sentence()
+                .ends_with("0 missing. turn it on. add `$context.integration.requestId`"),
+            "{}",
+            all.sentence()
+        );
     }
 }

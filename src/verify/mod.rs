@@ -2,6 +2,7 @@
 //! table with the attributes written, the requests reached the stage's own
 //! function (its log group), and none of it reached another stage.
 
+pub mod access;
 pub mod dynamodb;
 pub mod execution;
 pub mod lines;
@@ -20,9 +21,10 @@ use crate::metrics::{LatencySummary, encode_histogram};
 use crate::scenario::plan::Routing;
 use crate::scenario::{LogMatch, Plan, Stage};
 use crate::summary::{
-    CleanupSummary, DynamoVerify, ExecutionLogsVerify, IsolationVerify, Leak, LogsVerify,
-    StepTimeSplit, TimeSplitHistograms, VerifySummary,
+    AccessLogsVerify, CleanupSummary, DynamoVerify, ExecutionLogsVerify, IsolationVerify, Leak,
+    LogsVerify, StepTimeSplit, TimeSplitHistograms, VerifySummary,
 };
+use access::{AccessFormat, AccessLines};
 use dynamodb::{Item, TableKeys};
 use execution::{Chains, Routed, TimeSplit};
 use lines::Report;
@@ -44,6 +46,7 @@ pub struct Verifier {
     batch_calls: AtomicU64,
     delete_calls: AtomicU64,
     describe_calls: AtomicU64,
+    get_stage_calls: AtomicU64,
 }
 
 /// Everything verification is given from the run.
@@ -116,6 +119,7 @@ pub async fn preflight(plan: &Plan) -> Result<Verifier, Error> {
         batch_calls: AtomicU64::new(0),
         delete_calls: AtomicU64::new(0),
         describe_calls: AtomicU64::new(0),
+        get_stage_calls: AtomicU64::new(0),
     })
 }
 
@@ -174,6 +178,10 @@ impl Verifier {
             summary
                 .api_calls
                 .insert("DescribeLogGroups".to_string(), describes);
+        }
+        let get_stages = self.get_stage_calls.load(Ordering::Relaxed);
+        if get_stages > 0 {
+            summary.api_calls.insert("GetStage".to_string(), get_stages);
         }
         Ok(summary)
     }
@@ -236,10 +244,11 @@ impl Verifier {
 
     /// Proves each recorded request reached the stage's own function, by
     /// the channels `[verify] routing` names: the function's own line (our
-    /// correlation id or API Gateway's request id), and API Gateway's
-    /// execution log followed to the function's `REPORT`. Returns the leaks
-    /// the execution log showed (requests that invoked another stage's
-    /// function), for the isolation verdict.
+    /// correlation id or API Gateway's request id), and API Gateway's own
+    /// logs: its execution log, and its access log's Lambda request id, each
+    /// followed to the function's `REPORT`. Returns the leaks API Gateway's
+    /// logs showed (requests that invoked another stage's function), for the
+    /// isolation verdict.
     async fn verify_logs(
         &self,
         plan: &Plan,
@@ -280,6 +289,16 @@ impl Verifier {
         let mut exec_group: Option<Result<ExecutionGroup, String>> = None;
         let mut exec_unreadable = false;
         let mut chains = Chains::new(&request_ids);
+        // The access log: located once the REST API id is known (GetStage);
+        // its lines read only for the requests the execution log has not
+        // proven; REPORTs of its Lambda ids looked for in the stage's own
+        // function group, then in the other stages'.
+        let by_access = by_execution;
+        let mut access_source: Option<Result<AccessSource, String>> = None;
+        let mut access_lines: Option<AccessLines> = None;
+        let mut access_scanned = false;
+        let mut other_reports: HashMap<String, OtherReport> = HashMap::new();
+        let other_groups = other_function_groups(plan);
         let mut pause = Duration::from_millis(500);
         loop {
             if !request_ids.is_empty() && !exec_unreadable {
@@ -328,9 +347,92 @@ impl Verifier {
                     Err(e) => return Err(e),
                 }
             }
+            if by_access && !request_ids.is_empty() {
+                if access_source.is_none() {
+                    let api =
+                        v.rest_api
+                            .as_ref()
+                            .map(|a| a.id.clone())
+                            .or_else(|| match &exec_group {
+                                Some(Ok(g)) => Some(g.rest_api.clone()),
+                                _ => None,
+                            });
+                    if let Some(api) = api {
+                        access_source = Some(match self.access_source(plan, &api).await {
+                            Ok(found) => found,
+                            // Offered (auto), a stage the credentials cannot
+                            // read is one sentence; asked for, an error.
+                            Err(e) if routing == Routing::Auto => Err(format!(
+                                "API Gateway's access-log settings of stage {} could not be read ({}), so its access log did not prove routing (it needs apigateway:GET on the stage)",
+                                plan.stage.name,
+                                first_sentence(&e.to_string())
+                            )),
+                            Err(e) => return Err(e),
+                        });
+                    }
+                }
+                let usable = match &access_source {
+                    Some(Ok(source)) if source.usable() => Some(source),
+                    _ => None,
+                };
+                if let Some(source) = usable {
+                    let lines =
+                        access_lines.get_or_insert_with(|| AccessLines::new(source.format.clone()));
+                    let pending: HashSet<String> = invocations
+                        .iter()
+                        .filter_map(|i| i.request_id.text())
+                        .filter(|id| needs_access(&chains, id, own_function, &others, &reports))
+                        .filter(|id| {
+                            !access_routed(lines.get(id), &reports, &other_reports).is_final()
+                        })
+                        .collect();
+                    if !pending.is_empty() {
+                        access_scanned = true;
+                        // No server-side filter: every line of an access log
+                        // is one request's, and its words are the owner's.
+                        let read = logs::scan(
+                            &self.clients.logs,
+                            &self.pacer,
+                            &source.group,
+                            window,
+                            None,
+                            |m| lines.visit(m, &pending),
+                        )
+                        .await;
+                        match read {
+                            Ok(()) => {}
+                            // The group appears with its first line.
+                            Err(logs::LogsError::Aws(e)) if is_not_found(&e) => {}
+                            Err(e) if routing == Routing::Auto => {
+                                access_source = Some(Err(format!(
+                                    "API Gateway's access log {} of stage {} could not be read ({}), so it did not prove routing",
+                                    source.group,
+                                    plan.stage.name,
+                                    first_sentence(&Error::from(e).to_string())
+                                )));
+                                access_lines = None;
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+            }
+            // Lambda ids the access log gave for requests the execution log
+            // has not proven: their REPORTs, wherever they are.
+            let access_ids: HashSet<String> = match &access_lines {
+                Some(lines) => invocations
+                    .iter()
+                    .filter_map(|i| i.request_id.text())
+                    .filter(|id| needs_access(&chains, id, own_function, &others, &reports))
+                    .filter_map(|id| lines.get(&id)?.line.integration_request_id.clone())
+                    .filter(|l| !other_reports.contains_key(l))
+                    .collect(),
+                None => HashSet::new(),
+            };
             let wanted_reports: HashSet<String> = chains
                 .lambda_ids_of(own_function)
                 .into_iter()
+                .chain(access_ids.iter().cloned())
                 .filter(|id| !reports.contains_key(id))
                 .collect();
             if by_function || !wanted_reports.is_empty() {
@@ -364,12 +466,76 @@ impl Verifier {
                 .map_err(Error::from)?;
                 reports.extend(found);
             }
-            // Settled: proven, or shown by API Gateway's log to have gone
+            // Not in the stage's own group: another stage's function ran them.
+            let elsewhere: HashSet<String> = access_ids
+                .into_iter()
+                .filter(|id| !reports.contains_key(id))
+                .collect();
+            if !elsewhere.is_empty() {
+                for (stage, other_group, isolated) in &other_groups {
+                    let mut found = HashMap::new();
+                    let read = logs::scan(
+                        &self.clients.logs,
+                        &self.pacer,
+                        other_group,
+                        window,
+                        Some(execution::REPORT_TERMS),
+                        |m| {
+                            // Cheap test first, as in `visit_report`: an
+                            // emulator ignores the filter and sends every line.
+                            if !(m.contains("REPORT RequestId") || m.contains("platform.report")) {
+                                return;
+                            }
+                            if let Some(report) = lines::parse_report(m)
+                                && elsewhere.contains(&report.request_id)
+                            {
+                                found.insert(
+                                    report.request_id,
+                                    OtherReport {
+                                        stage: stage.clone(),
+                                        group: other_group.clone(),
+                                        line: m.to_string(),
+                                    },
+                                );
+                            }
+                        },
+                    )
+                    .await;
+                    match read {
+                        Ok(()) => {}
+                        // A stage whose function never ran has no group.
+                        Err(logs::LogsError::Aws(e)) if is_not_found(&e) => {}
+                        // The preflight checked the isolated stages' groups;
+                        // another stage's may be out of the credentials'
+                        // reach, and only narrows where a REPORT is looked for.
+                        Err(_) if !isolated => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    for (id, report) in found {
+                        other_reports.entry(id).or_insert(report);
+                    }
+                }
+            }
+            let access_of = |i: &InvocationRecord| {
+                access_routed(
+                    i.request_id
+                        .text()
+                        .and_then(|id| access_lines.as_ref()?.get(&id)),
+                    &reports,
+                    &other_reports,
+                )
+            };
+            // Settled: proven, or shown by API Gateway's logs to have gone
             // elsewhere, which no later line can undo.
             let settled = invocations.iter().all(|i| {
                 let f = by_function && is_found(plan, i, &seen, mode);
                 let verdict = routed(i, &chains, own_function, &others, &reports);
-                routing.proves(f, verdict == Routed::Proven) || verdict.is_final()
+                let access = access_of(i);
+                routing.proves(
+                    f,
+                    verdict == Routed::Proven || access == AccessRouted::Proven,
+                ) || verdict.is_final()
+                    || access.is_final()
             });
             // A stage that writes execution logs for the run is waited for
             // too (its lines may lag the function's): what it shows of each
@@ -379,7 +545,15 @@ impl Verifier {
                 || invocations
                     .iter()
                     .all(|i| routed(i, &chains, own_function, &others, &reports).is_final());
-            let settled = settled && execution_settled;
+            // So is one that writes access-log lines for the run, for the
+            // requests its execution log did not prove.
+            let access_settled = access_lines.as_ref().is_none_or(|l| l.is_empty())
+                || invocations.iter().all(|i| {
+                    i.request_id.text().is_none_or(|id| {
+                        !needs_access(&chains, &id, own_function, &others, &reports)
+                    }) || access_of(i).is_final()
+                });
+            let settled = settled && execution_settled && access_settled;
             if settled || Instant::now() >= deadline {
                 break;
             }
@@ -429,21 +603,56 @@ impl Verifier {
                 ..ExecutionLogsVerify::default()
             },
         });
-        let mut by_stage: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut access = by_access.then(|| {
+            let source = match &access_source {
+                Some(Ok(source)) => Some(source),
+                _ => None,
+            };
+            AccessLogsVerify {
+                log_group: source.map(|s| s.group.clone()),
+                format_has_integration_request_id: source
+                    .is_some_and(|s| s.format.has_integration_request_id()),
+                with_lines: access_lines.as_ref().map_or(0, |l| l.len() as u64),
+                ..AccessLogsVerify::default()
+            }
+        });
+        let mut by_stage: BTreeMap<&str, StageLeak> = BTreeMap::new();
         let mut splits: Vec<TimeSplit> = plan.steps.iter().map(|_| TimeSplit::default()).collect();
-        let (mut proven_by_function, mut proven_by_execution) = (0, 0);
+        let (mut proven_by_function, mut proven_by_execution, mut proven_by_access) = (0, 0, 0);
         for invocation in invocations {
             let f = by_function && is_found(plan, invocation, &seen, mode);
             let verdict = routed(invocation, &chains, own_function, &others, &reports);
             let e = verdict == Routed::Proven;
+            let entry = invocation
+                .request_id
+                .text()
+                .and_then(|id| access_lines.as_ref()?.get(&id));
+            let access_verdict = access_routed(entry, &reports, &other_reports);
+            let a = access_verdict == AccessRouted::Proven;
             proven_by_function += u64::from(f);
             proven_by_execution += u64::from(e);
-            if e && let Some(id) = invocation.request_id.text()
-                && let Some(chain) = chains.get(&id)
-                && let Some(report) = chain
-                    .lambda_request_id
-                    .as_ref()
-                    .and_then(|l| reports.get(l))
+            proven_by_access += u64::from(a);
+            // The execution log splits the time of the requests it proved;
+            // the access log's integration latency those it did not.
+            let from_execution = || {
+                let chain = chains.get(&invocation.request_id.text()?)?;
+                let report = reports.get(chain.lambda_request_id.as_ref()?)?;
+                Some((chain.integration_latency_ms, report))
+            };
+            let from_access = || {
+                let line = &entry?.line;
+                line.integration_latency_ms?;
+                let report = reports.get(line.integration_request_id.as_ref()?)?;
+                Some((line.integration_latency_ms, report))
+            };
+            let timed = if e {
+                from_execution()
+            } else if a {
+                from_access()
+            } else {
+                None
+            };
+            if let Some((integration_ms, report)) = timed
                 && let Some(split) = splits.get_mut(invocation.step as usize)
             {
                 if invocation.warmup {
@@ -451,10 +660,29 @@ impl Verifier {
                 } else {
                     split.record(
                         u64::from(invocation.service_us),
-                        chain.integration_latency_ms,
+                        integration_ms,
                         report.duration_ms,
                         report.init_ms,
                     );
+                }
+            }
+            if let Some(x) = access.as_mut() {
+                x.proven += u64::from(a);
+                if let AccessRouted::OtherFunction { report, line } = &access_verdict {
+                    x.other_function += 1;
+                    // A request the execution log already showed going
+                    // elsewhere is one leak, with that log's line.
+                    let shown = matches!(verdict, Routed::OtherFunction { .. });
+                    if !shown && v.isolate_from.iter().any(|s| s.name == report.stage) {
+                        let leak = by_stage.entry(report.stage.as_str()).or_default();
+                        leak.access = Some(report.group.clone());
+                        leak.lines.push(format!(
+                            "access log: {line} → Lambda request's REPORT in {} (stage {}): {}",
+                            report.group,
+                            report.stage,
+                            report.line.trim_end()
+                        ));
+                    }
                 }
             }
             if let Some(x) = exec.as_mut() {
@@ -465,14 +693,16 @@ impl Verifier {
                         if let Some(stage) = stage
                             && v.isolate_from.iter().any(|s| s.name == *stage)
                         {
-                            by_stage.entry(stage).or_default().push(line);
+                            let leak = by_stage.entry(stage).or_default();
+                            leak.execution = true;
+                            leak.lines.push(line.to_string());
                         }
                     }
                     Routed::ConfigurationError(_) => x.configuration_errors += 1,
                     _ => {}
                 }
             }
-            if routing.proves(f, e) {
+            if routing.proves(f, e || a) {
                 result.found += 1;
                 continue;
             }
@@ -492,11 +722,16 @@ impl Verifier {
                         format!("API Gateway could not invoke the function: {e}")
                     }
                     (Routed::Incomplete(why), _) => format!("execution log: {why}"),
-                    (Routed::NoLines, _) if by_function => {
-                        "no log line in the function's logs nor in API Gateway's execution log"
-                            .to_string()
-                    }
-                    (Routed::NoLines, _) => "no line in API Gateway's execution log".to_string(),
+                    (Routed::NoLines, _) => match (&access_verdict, by_function) {
+                        (AccessRouted::OtherFunction { report, .. }, _) => format!(
+                            "its access-log line's Lambda request id has its REPORT in {} (stage {}), not in the stage's function group",
+                            report.group, report.stage
+                        ),
+                        (AccessRouted::Incomplete(why), _) => format!("access log: {why}"),
+                        (_, true) => "no log line in the function's logs nor in API Gateway's logs"
+                            .to_string(),
+                        (_, false) => "no line in API Gateway's logs".to_string(),
+                    },
                     (Routed::Proven, _) => "proven by API Gateway's execution log only".into(),
                 };
                 result
@@ -520,7 +755,12 @@ impl Verifier {
                 .filter(|(_, split)| !split.client_us.is_empty() || split.warmup_cold_starts > 0)
                 .map(|(step, split)| time_split(&step.name, split))
                 .collect();
-            if x.note.is_none() && !x.enabled && !invocations.is_empty() {
+            // A stage whose access log proved every request needs no
+            // advice on its execution log.
+            let access_proved_all = by_access && proven_by_access == invocations.len() as u64;
+            if access_proved_all && x.proven == 0 {
+                x.note = None;
+            } else if x.note.is_none() && !x.enabled && !invocations.is_empty() {
                 x.note = Some(no_lines_note(
                     plan,
                     x.log_group.as_deref(),
@@ -529,11 +769,28 @@ impl Verifier {
             }
             result.execution_logs = Some(x);
         }
+        if let Some(mut a) = access {
+            result
+                .proven_by
+                .insert("access_logs".to_string(), proven_by_access);
+            // Said only where the access log was needed: a request the
+            // execution log did not prove.
+            let needed = proven_by_execution < invocations.len() as u64;
+            if a.proven == 0 && needed && !request_ids.is_empty() {
+                a.note = access_note(
+                    plan,
+                    access_source.as_ref(),
+                    access_scanned && a.with_lines == 0,
+                );
+            }
+            result.access_logs = Some(a);
+        }
         let of = invocations.len() as u64;
         let own = &plan.stage.name;
         let leaks = by_stage
             .into_iter()
-            .map(|(stage, lines)| {
+            .map(|(stage, leak)| {
+                let lines = leak.lines;
                 let count = lines.len() as u64;
                 let function = others
                     .iter()
@@ -544,19 +801,81 @@ impl Verifier {
                     .as_ref()
                     .and_then(|x| x.log_group.clone())
                     .unwrap_or_default();
+                let access_group = result
+                    .access_logs
+                    .as_ref()
+                    .and_then(|a| a.log_group.clone())
+                    .unwrap_or_default();
+                let shows = match (leak.execution, &leak.access) {
+                    (true, None) => format!("as API Gateway's execution log {exec_group} shows"),
+                    (false, Some(reports)) => format!(
+                        "as API Gateway's access log {access_group} and the REPORTs in {reports} show"
+                    ),
+                    (_, Some(reports)) => format!(
+                        "as API Gateway's execution log {exec_group}, its access log {access_group} and the REPORTs in {reports} show"
+                    ),
+                    (false, None) => "as API Gateway's logs show".to_string(),
+                };
                 Leak {
                     stage: stage.to_string(),
                     resource: format!("function {function}"),
                     count,
                     of,
-                    examples: lines.iter().take(EXAMPLES).map(|l| l.to_string()).collect(),
+                    examples: lines.into_iter().take(EXAMPLES).collect(),
                     message: format!(
-                        "{count} of {of} requests sent to stage {own} invoked function {function} (stage {stage}), as API Gateway's execution log {exec_group} shows"
+                        "{count} of {of} requests sent to stage {own} invoked function {function} (stage {stage}), {shows}"
                     ),
                 }
             })
             .collect();
         Ok((result, leaks))
+    }
+
+    /// The stage's access log (GetStage's `accessLogSettings`): its group
+    /// and compiled format, or one sentence on why there is none.
+    async fn access_source(
+        &self,
+        plan: &Plan,
+        rest_api: &str,
+    ) -> Result<Result<AccessSource, String>, Error> {
+        let stage = &plan.stage.name;
+        let api = &self.clients.apigateway;
+        self.get_stage_calls.fetch_add(1, Ordering::Relaxed);
+        let out = api
+            .get_stage()
+            .rest_api_id(rest_api)
+            .stage_name(stage)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::from(api.error(
+                    "GetStage",
+                    &format!("stage {stage} of REST API {rest_api}"),
+                    &e,
+                ))
+            })?;
+        let settings = out.access_log_settings();
+        let (Some(format), Some(destination)) = (
+            settings.and_then(|s| s.format()).filter(|f| !f.is_empty()),
+            settings
+                .and_then(|s| s.destination_arn())
+                .filter(|d| !d.is_empty()),
+        ) else {
+            return Ok(Err(format!(
+                "stage {stage} writes no access log, so only its execution log and the function's logs could prove routing: {}",
+                how_to_enable_access(rest_api, stage)
+            )));
+        };
+        let Some(group) = access::log_group_of_destination(destination) else {
+            return Ok(Err(format!(
+                "stage {stage}'s access log goes to {destination}, not to a CloudWatch Logs group, so it cannot be read back to prove routing"
+            )));
+        };
+        Ok(Ok(AccessSource {
+            group: group.to_string(),
+            format: AccessFormat::compile(format),
+            rest_api: rest_api.to_string(),
+        }))
     }
 
     /// The stage's execution-log group, or one sentence on why there is
@@ -919,6 +1238,177 @@ struct ExecutionGroup {
     from: &'static str,
 }
 
+/// The stage's access log as found.
+struct AccessSource {
+    group: String,
+    format: AccessFormat,
+    rest_api: String,
+}
+
+impl AccessSource {
+    /// Lines of this format can prove routing: they carry API Gateway's
+    /// request id (to find the run's requests) and Lambda's (to find the REPORT).
+    fn usable(&self) -> bool {
+        self.format.has_request_id() && self.format.has_integration_request_id()
+    }
+}
+
+/// A Lambda `REPORT` found in another stage's function group.
+#[derive(Debug, Clone, PartialEq)]
+struct OtherReport {
+    stage: String,
+    group: String,
+    line: String,
+}
+
+/// What one stage's leak through the stage's function was shown by.
+#[derive(Default)]
+struct StageLeak {
+    lines: Vec<String>,
+    execution: bool,
+    /// The function group whose REPORTs the access log led to.
+    access: Option<String>,
+}
+
+/// One request's verdict from API Gateway's access log.
+#[derive(Debug, PartialEq)]
+enum AccessRouted<'a> {
+    /// Its Lambda request id's `REPORT` is in the stage's own function group.
+    Proven,
+    /// No line for the request (yet).
+    NoLine,
+    /// A line without Lambda's request id (API Gateway invoked nothing, or
+    /// the line was cut): no later read changes it.
+    NoInvocation,
+    /// A line, but the `REPORT` is not found (yet).
+    Incomplete(String),
+    /// The `REPORT` is in another stage's function group.
+    OtherFunction {
+        report: &'a OtherReport,
+        line: &'a str,
+    },
+}
+
+impl AccessRouted<'_> {
+    fn is_final(&self) -> bool {
+        matches!(
+            self,
+            AccessRouted::Proven | AccessRouted::NoInvocation | AccessRouted::OtherFunction { .. }
+        )
+    }
+}
+
+/// Whether a request's access-log line can add anything to what the
+/// execution log holds: not once that log has its Lambda request id (the
+/// access line's would be the same) or a final verdict.
+fn needs_access(
+    chains: &Chains<'_>,
+    request_id: &str,
+    own_function: &str,
+    others: &[(String, String)],
+    reports: &HashMap<String, Report>,
+) -> bool {
+    let chain = chains.get(request_id);
+    chain.and_then(|c| c.lambda_request_id.as_ref()).is_none()
+        && !execution::judge(chain, own_function, others, reports).is_final()
+}
+
+fn access_routed<'a>(
+    entry: Option<&'a access::Entry>,
+    reports: &HashMap<String, Report>,
+    others: &'a HashMap<String, OtherReport>,
+) -> AccessRouted<'a> {
+    let Some(entry) = entry else {
+        return AccessRouted::NoLine;
+    };
+    let Some(lambda) = &entry.line.integration_request_id else {
+        return AccessRouted::NoInvocation;
+    };
+    if reports.contains_key(lambda) {
+        return AccessRouted::Proven;
+    }
+    match others.get(lambda) {
+        Some(report) => AccessRouted::OtherFunction {
+            report,
+            line: &entry.text,
+        },
+        None => AccessRouted::Incomplete(format!(
+            "no REPORT for Lambda request id {lambda} in the function's log group"
+        )),
+    }
+}
+
+/// The other stages' function groups (the scenario's stages and
+/// `isolate_from`), where a REPORT the stage's own group lacks may be, and
+/// whether the stage is one isolation is checked from (its group was
+/// checked readable before the traffic).
+fn other_function_groups(plan: &Plan) -> Vec<(String, String, bool)> {
+    let own = &plan.stage.backends.log_group;
+    let mut groups: Vec<(String, String, bool)> = Vec::new();
+    for stage in plan.verify.isolate_from.iter().chain(&plan.stages) {
+        let group = &stage.backends.log_group;
+        if stage.name != plan.stage.name
+            && group != own
+            && !groups.iter().any(|(_, g, _)| g == group)
+        {
+            let isolated = plan
+                .verify
+                .isolate_from
+                .iter()
+                .any(|s| s.name == stage.name);
+            groups.push((stage.name.clone(), group.clone(), isolated));
+        }
+    }
+    groups
+}
+
+/// An error's first sentence without its full stop, to sit inside another
+/// sentence: the fix that follows it is the note's own.
+fn first_sentence(text: &str) -> &str {
+    let first = text.split(". ").next().unwrap_or(text);
+    first.trim_end().trim_end_matches('.')
+}
+
+fn is_not_found(e: &crate::error::AwsError) -> bool {
+    matches!(&e.failure, crate::error::AwsFailure::Service { code } if code == "ResourceNotFoundException")
+}
+
+/// How to give a stage an access log that proves routing, as the end of
+/// one sentence.
+fn how_to_enable_access(rest_api: &str, stage: &str) -> String {
+    format!(
+        "add `$context.integration.requestId` (with `$context.requestId`) to its access-log format (`aws apigateway update-stage --rest-api-id {rest_api} --stage-name {stage} --patch-operations op=replace,path=/accessLogSettings/destinationArn,value=arn:aws:logs:REGION:ACCOUNT:log-group:NAME 'op=replace,path=/accessLogSettings/format,value={{\"requestId\":\"$context.requestId\",\"integrationRequestId\":\"$context.integration.requestId\"}}'`) and API Gateway's access log proves which function each request invoked"
+    )
+}
+
+/// Why the access log proved nothing, in one sentence.
+fn access_note(
+    plan: &Plan,
+    source: Option<&Result<AccessSource, String>>,
+    no_lines: bool,
+) -> Option<String> {
+    let stage = &plan.stage.name;
+    match source {
+        None => Some(format!(
+            "the REST API id of stage {stage} is not known (no execute-api base URL, no `[verify] rest_api`, no execution-log group), so its access log was not read: set `[verify] rest_api` to its id"
+        )),
+        Some(Err(note)) => Some(note.clone()),
+        Some(Ok(s)) if !s.format.has_request_id() => Some(format!(
+            "stage {stage}'s access-log format has no `$context.requestId`, so its lines cannot be tied to the client's requests: {}",
+            how_to_enable_access(&s.rest_api, stage)
+        )),
+        Some(Ok(s)) if !s.format.has_integration_request_id() => Some(format!(
+            "stage {stage}'s access-log format has no `$context.integration.requestId`, so its lines cannot say which function ran: {}",
+            how_to_enable_access(&s.rest_api, stage)
+        )),
+        Some(Ok(s)) if no_lines => Some(format!(
+            "stage {stage}'s access log {} holds no line for this run's requests",
+            s.group
+        )),
+        Some(Ok(_)) => None,
+    }
+}
+
 /// Execution-log groups listed at most when looking for the stage's own.
 const MAX_LISTED_GROUPS: usize = 2_000;
 
@@ -1031,5 +1521,66 @@ fn is_found(
         LogMatch::CorrelationId => by_correlation(),
         LogMatch::RequestId => by_request(),
         LogMatch::Either => by_correlation() || by_request(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(id: &str) -> Report {
+        lines::parse_report(&format!(
+            "REPORT RequestId: {id}\tDuration: 3.10 ms\tBilled Duration: 4 ms\tMemory Size: 128 MB\tMax Memory Used: 70 MB"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_access_line_is_judged_by_where_its_lambda_ids_report_is() {
+        let format = AccessFormat::compile("$context.requestId $context.integration.requestId");
+        let wanted: HashSet<String> = ["r-1", "r-2", "r-3", "r-4"].map(String::from).into();
+        let mut lines = AccessLines::new(format);
+        for line in ["r-1 l-1", "r-2 l-2", "r-3 -", "r-4 l-4"] {
+            lines.visit(line, &wanted);
+        }
+        let reports = HashMap::from([("l-1".to_string(), report("l-1"))]);
+        let elsewhere = OtherReport {
+            stage: "prod".into(),
+            group: "/aws/lambda/user-service".into(),
+            line: "REPORT RequestId: l-2\tDuration: 1 ms".into(),
+        };
+        let others = HashMap::from([("l-2".to_string(), elsewhere.clone())]);
+        let verdict = |id: &str| access_routed(lines.get(id), &reports, &others);
+        assert_eq!(verdict("r-1"), AccessRouted::Proven);
+        assert_eq!(
+            verdict("r-2"),
+            AccessRouted::OtherFunction {
+                report: &elsewhere,
+                line: "r-2 l-2"
+            }
+        );
+        // `-`: API Gateway invoked nothing; no later line changes that.
+        assert_eq!(verdict("r-3"), AccessRouted::NoInvocation);
+        assert!(verdict("r-3").is_final());
+        assert!(matches!(verdict("r-4"), AccessRouted::Incomplete(why) if why.contains("l-4")));
+        assert!(!verdict("r-4").is_final());
+        assert_eq!(verdict("r-5"), AccessRouted::NoLine);
+    }
+
+    #[test]
+    fn the_access_log_is_asked_only_what_the_execution_log_lacks() {
+        let wanted: HashSet<String> = ["r-1", "r-2", "r-3"].map(String::from).into();
+        let mut chains = Chains::new(&wanted);
+        // r-1: the execution log has its Lambda id (its REPORT not read yet);
+        // r-2: only a first line; r-3: nothing.
+        chains.visit("(r-1) Endpoint request URI: https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/arn:aws:lambda:us-east-1:1:function:test-user-service/invocations");
+        chains.visit("(r-1) AWS Integration Endpoint RequestId : l-1");
+        chains.visit("(r-2) HTTP Method: GET, Resource Path: /user/{id}");
+        let others = vec![("prod".to_string(), "user-service".to_string())];
+        let reports = HashMap::new();
+        let needs = |id: &str| needs_access(&chains, id, "test-user-service", &others, &reports);
+        assert!(!needs("r-1"));
+        assert!(needs("r-2"));
+        assert!(needs("r-3"));
     }
 }

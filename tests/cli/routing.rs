@@ -87,7 +87,7 @@ fn run(
     verify: &str,
     iterations: u32,
 ) -> (i32, serde_json::Value, String) {
-    run_load(sandbox, dir, "", verify, iterations)
+    run_with(sandbox, dir, "", verify, iterations, None)
 }
 
 /// As `run`, with more `[load]` settings.
@@ -97,6 +97,20 @@ fn run_load(
     load: &str,
     verify: &str,
     iterations: u32,
+) -> (i32, serde_json::Value, String) {
+    run_with(sandbox, dir, load, verify, iterations, None)
+}
+
+/// [`run`] with more `[load]` settings, and the AWS endpoints given per
+/// service through the environment (`AWS_ENDPOINT_URL` and its per-service
+/// forms) instead of `--aws-endpoint`, when `endpoints` is given.
+fn run_with(
+    sandbox: &Sandbox,
+    dir: &Path,
+    load: &str,
+    verify: &str,
+    iterations: u32,
+    endpoints: Option<&[(&str, &str)]>,
 ) -> (i32, serde_json::Value, String) {
     let scenario = format!(
         r#"
@@ -141,25 +155,25 @@ path = "/user/{{{{uuid}}}}"
     let file = scenario_file(dir, "routing.toml", &scenario);
     let out = dir.join("summary.json");
     let _ = std::fs::remove_file(&out);
-    let output = run_bounded(
-        stagecheck()
-            .arg("run")
-            .arg(&file)
-            .args([
-                "--aws-endpoint",
-                &sandbox.aws_endpoint,
-                "--region",
-                REGION,
-                "-o",
-            ])
-            .arg(&out)
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ENDPOINT_URL"),
-        Duration::from_secs(120),
-    );
+    let mut cmd = stagecheck();
+    cmd.arg("run")
+        .arg(&file)
+        .args(["--region", REGION, "-o"])
+        .arg(&out)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL");
+    match endpoints {
+        None => {
+            cmd.args(["--aws-endpoint", &sandbox.aws_endpoint]);
+        }
+        Some(endpoints) => {
+            cmd.envs(endpoints.iter().copied());
+        }
+    }
+    let output = run_bounded(&mut cmd, Duration::from_secs(120));
     let summary = if out.exists() {
         read_json(&out)
     } else {
@@ -633,4 +647,371 @@ fn late_execution_logs_are_polled_for() {
             >= 2,
         "{s:#}"
     );
+}
+
+/// A JSON access-log format with Lambda's request id, as a user writes one.
+const ACCESS_FORMAT: &str = r#"{"requestId":"$context.requestId","ip":"$context.identity.sourceIp","status":"$context.status","lambdaRequestId":"$context.integration.requestId","integrationLatency":"$context.integrationLatency","responseLatency":"$context.responseLatency"}"#;
+/// The same without it: lines that cannot say which function ran.
+const ACCESS_FORMAT_WITHOUT_LAMBDA_ID: &str = r#"{"requestId":"$context.requestId","status":"$context.status","responseLatency":"$context.responseLatency"}"#;
+const ACCESS_GROUP: &str = "users-access/test";
+
+/// Stage test writes its access log to `ACCESS_GROUP` in `format`, turned on
+/// through UpdateStage as a user turns it on (the group made first, as AWS
+/// wants it to exist).
+fn set_access_log(
+    rt: &tokio::runtime::Runtime,
+    aws: &Aws,
+    sandbox: &Sandbox,
+    api: &str,
+    format: &str,
+) {
+    rt.block_on(async {
+        let account = aws
+            .lambda
+            .get_function()
+            .function_name("test-user-service")
+            .send()
+            .await
+            .expect("GetFunction")
+            .configuration()
+            .and_then(|c| c.function_arn())
+            .and_then(|arn| arn.split(':').nth(4))
+            .expect("account")
+            .to_string();
+        let created = aws
+            .logs
+            .create_log_group()
+            .log_group_name(ACCESS_GROUP)
+            .send()
+            .await;
+        if let Err(e) = created {
+            assert!(
+                e.as_service_error()
+                    .is_some_and(|e| e.is_resource_already_exists_exception()),
+                "CreateLogGroup: {e:?}"
+            );
+        }
+        let replace = |path: &str, value: &str| {
+            PatchOperation::builder()
+                .op(Op::Replace)
+                .path(path)
+                .value(value)
+                .build()
+        };
+        aws.apigateway
+            .update_stage()
+            .rest_api_id(api)
+            .stage_name("test")
+            .patch_operations(replace(
+                "/accessLogSettings/destinationArn",
+                &format!("arn:aws:logs:{REGION}:{account}:log-group:{ACCESS_GROUP}"),
+            ))
+            .patch_operations(replace("/accessLogSettings/format", format))
+            .send()
+            .await
+            .expect("UpdateStage accessLogSettings");
+        reload(sandbox).await;
+    });
+}
+
+/// The access-log lines the sandbox wrote, as (API Gateway request id,
+/// Lambda request id), read straight from the group.
+fn access_lines(rt: &tokio::runtime::Runtime, aws: &Aws) -> Vec<(String, Option<String>)> {
+    rt.block_on(aws.log_messages(ACCESS_GROUP))
+        .iter()
+        .map(|m| {
+            let line: serde_json::Value = serde_json::from_str(m).expect("a JSON line");
+            let lambda = line["lambdaRequestId"]
+                .as_str()
+                .filter(|l| *l != "-")
+                .map(str::to_string);
+            (line["requestId"].as_str().unwrap().to_string(), lambda)
+        })
+        .collect()
+}
+
+/// Lambda request ids with a `REPORT` in `group`, text or JSON (`platform.report`).
+fn reported(rt: &tokio::runtime::Runtime, aws: &Aws, group: &str) -> HashSet<String> {
+    rt.block_on(aws.log_messages(group))
+        .iter()
+        .filter_map(|m| {
+            if let Some(rest) = m.strip_prefix("REPORT RequestId: ") {
+                return Some(rest.split('\t').next()?.to_string());
+            }
+            let json: serde_json::Value = serde_json::from_str(m).ok()?;
+            (json["type"] == "platform.report")
+                .then(|| json["record"]["requestId"].as_str().map(str::to_string))?
+        })
+        .collect()
+}
+
+/// Execution logging off, the function logging no id at all (and in
+/// Lambda's JSON format): only the access log's
+/// `$context.integration.requestId` can tie a request to the function's
+/// `platform.report`, and it does; without that variable nothing does.
+#[test]
+fn the_access_log_alone_proves_routing_when_its_format_has_the_lambda_id() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &[], &["--function-log", "test=plain"]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    json_log_format(&rt, &aws, &sandbox);
+    set_access_log(&rt, &aws, &sandbox, &api, ACCESS_FORMAT);
+    let dir = tempfile::tempdir().unwrap();
+    let (code, s, out) = run(&sandbox, dir.path(), &format!("rest_api = \"{api}\""), 5);
+    assert_eq!(code, 0, "{out}\n{s:#}");
+    let logs = &s["verify"]["logs"];
+    assert_eq!(logs["routing"], "auto");
+    assert_eq!(logs["found"], 10, "{s:#}");
+    assert_eq!(logs["missing"], 0, "{s:#}");
+    assert_eq!(logs["proven_by"]["function_logs"], 0, "{s:#}");
+    assert_eq!(logs["proven_by"]["execution_logs"], 0, "{s:#}");
+    assert_eq!(logs["proven_by"]["access_logs"], 10, "{s:#}");
+    let access = &logs["access_logs"];
+    assert_eq!(access["log_group"], ACCESS_GROUP, "{s:#}");
+    assert_eq!(access["format_has_integration_request_id"], true, "{s:#}");
+    assert_eq!(access["with_lines"], 10, "{s:#}");
+    assert_eq!(access["proven"], 10, "{s:#}");
+    assert_eq!(access["other_function"], 0, "{s:#}");
+    assert!(access.get("note").is_none(), "{s:#}");
+    assert!(out.contains("10 by API Gateway's access log"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "access log {ACCESS_GROUP}: 10 requests with lines, 10 followed"
+        )),
+        "{out}"
+    );
+    let calls = &s["verify"]["api_calls"];
+    assert_eq!(calls["GetStage"], 1, "{s:#}");
+    let filter = calls["FilterLogEvents"].as_u64().unwrap();
+    let waited = logs["waited_s"].as_f64().unwrap();
+    assert!(
+        filter as f64 <= 5.0 * waited + 5.0,
+        "{filter} calls in {waited}s"
+    );
+    eprintln!("access log proof: {filter} FilterLogEvents in {waited:.1}s");
+    assert!(
+        !out.contains("note: API Gateway's execution logging"),
+        "{out}"
+    );
+    // Where the time went, from the access log's integration latency.
+    let splits = logs["execution_logs"]["time_split"].as_array().unwrap();
+    assert_eq!(splits.len(), 2, "{s:#}");
+    assert!(splits.iter().all(|t| t["requests"] == 5), "{s:#}");
+    // The other side: the access log holds a line per request, each naming
+    // a Lambda request id whose REPORT is in the stage's own function group.
+    let lines = access_lines(&rt, &aws);
+    assert_eq!(lines.len(), 10, "{lines:?}");
+    let own = reported(&rt, &aws, "/aws/lambda/test-user-service");
+    for (request, lambda) in &lines {
+        let lambda = lambda.as_deref().expect("a Lambda request id");
+        assert_ne!(request, lambda);
+        assert!(own.contains(lambda), "{lambda} not in {own:?}");
+    }
+
+    // The same stage with a format that lacks the Lambda id: nothing proves
+    // the requests, and the report says which variable to add.
+    set_access_log(&rt, &aws, &sandbox, &api, ACCESS_FORMAT_WITHOUT_LAMBDA_ID);
+    let (code, s, out) = run(&sandbox, dir.path(), &format!("rest_api = \"{api}\""), 5);
+    assert_eq!(code, 1, "{out}\n{s:#}");
+    let logs = &s["verify"]["logs"];
+    assert_eq!(logs["found"], 0, "{s:#}");
+    assert_eq!(logs["missing"], 10, "{s:#}");
+    assert_eq!(logs["proven_by"]["access_logs"], 0, "{s:#}");
+    let access = &logs["access_logs"];
+    assert_eq!(access["format_has_integration_request_id"], false, "{s:#}");
+    assert_eq!(access["log_group"], ACCESS_GROUP, "{s:#}");
+    let note = access["note"].as_str().unwrap();
+    assert!(
+        note.contains("has no `$context.integration.requestId`")
+            && note.contains("add `$context.integration.requestId`"),
+        "{note}"
+    );
+    assert_eq!(note.matches(". ").count(), 0, "one sentence: {note}");
+    assert_eq!(
+        out.matches("note: stage test's access-log format").count(),
+        1,
+        "{out}"
+    );
+    // Its lines were not read: they could not have proven anything.
+    assert_eq!(access["with_lines"], 0, "{s:#}");
+    // The other side: the sandbox did write them, without the Lambda id.
+    let messages = rt.block_on(aws.log_messages(ACCESS_GROUP));
+    assert_eq!(messages.len(), 20, "{messages:?}");
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| !m.contains("lambdaRequestId"))
+            .count(),
+        10
+    );
+
+    // No execute-api host, no `rest_api`, no execution-log group: the stage
+    // cannot be asked for its access log, and the report says what to set.
+    set_access_log(&rt, &aws, &sandbox, &api, ACCESS_FORMAT);
+    let (code, s, out) = run(&sandbox, dir.path(), "", 5);
+    assert_eq!(code, 1, "{out}\n{s:#}");
+    let access = &s["verify"]["logs"]["access_logs"];
+    let note = access["note"].as_str().unwrap();
+    assert!(note.contains("set `[verify] rest_api`"), "{note}");
+    assert!(access.get("log_group").is_none(), "{s:#}");
+    assert!(s["verify"]["api_calls"].get("GetStage").is_none(), "{s:#}");
+}
+
+/// A stage with both of API Gateway's logs: the execution log proves every
+/// request; the access log is located and read only for the requests whose
+/// execution-log lines had not arrived when it was read (how many depends
+/// on the sandbox's shipping, so only the bound is asserted). The REST API
+/// id comes from the execution-log group found by listing.
+#[test]
+fn the_access_log_is_read_only_for_what_the_execution_log_lacks() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &[], &["--function-log", "test=plain"]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    set_loglevel(&rt, &aws, &sandbox, &api, "INFO");
+    set_access_log(&rt, &aws, &sandbox, &api, ACCESS_FORMAT);
+    let dir = tempfile::tempdir().unwrap();
+    let (code, s, out) = run(&sandbox, dir.path(), "", 5);
+    assert_eq!(code, 0, "{out}\n{s:#}");
+    let logs = &s["verify"]["logs"];
+    assert_eq!(logs["found"], 10, "{s:#}");
+    assert_eq!(logs["proven_by"]["execution_logs"], 10, "{s:#}");
+    assert_eq!(
+        logs["execution_logs"]["rest_api_from"], "log_groups",
+        "{s:#}"
+    );
+    let access = &logs["access_logs"];
+    assert_eq!(access["log_group"], ACCESS_GROUP, "{s:#}");
+    let read = access["with_lines"].as_u64().unwrap();
+    assert!(read <= 10, "{s:#}");
+    assert_eq!(logs["proven_by"]["access_logs"], access["proven"], "{s:#}");
+    assert!(access["proven"].as_u64().unwrap() <= read, "{s:#}");
+    assert!(access.get("note").is_none(), "{s:#}");
+    let calls = &s["verify"]["api_calls"];
+    assert_eq!(calls["GetStage"], 1, "{s:#}");
+    eprintln!(
+        "execution log proved all, access log read for {read}: {} FilterLogEvents",
+        calls["FilterLogEvents"]
+    );
+    // The other side: the access log does hold the run's lines.
+    assert_eq!(access_lines(&rt, &aws).len(), 10);
+}
+
+/// The shared-function fault seen through the access log alone: stage
+/// test's lines carry Lambda request ids whose REPORTs are in stage prod's
+/// function group, which is a leak with both lines as evidence.
+#[test]
+fn shared_function_is_caught_by_the_access_log_alone() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &["shared-function"], &[]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    set_access_log(&rt, &aws, &sandbox, &api, ACCESS_FORMAT);
+    let dir = tempfile::tempdir().unwrap();
+    let (code, s, out) = run(
+        &sandbox,
+        dir.path(),
+        // Execution logging stays off: API Gateway's access log is all there is.
+        &format!("routing = \"execution-logs\"\nrest_api = \"{api}\"\n[backends]\npinned = true"),
+        4,
+    );
+    assert_eq!(code, 1, "{out}\n{s:#}");
+    let v = &s["verify"];
+    let logs = &v["logs"];
+    assert_eq!(logs["found"], 0, "{s:#}");
+    assert_eq!(logs["execution_logs"]["with_lines"], 0, "{s:#}");
+    let access = &logs["access_logs"];
+    assert_eq!(access["with_lines"], 8, "{s:#}");
+    assert_eq!(access["proven"], 0, "{s:#}");
+    assert_eq!(access["other_function"], 8, "{s:#}");
+    let leaks = v["isolation"]["leaks"].as_array().unwrap();
+    assert_eq!(leaks.len(), 1, "{s:#}");
+    let leak = &leaks[0];
+    assert_eq!(leak["stage"], "prod");
+    assert_eq!(leak["resource"], "function user-service");
+    assert_eq!(leak["count"], 8);
+    assert_eq!(leak["of"], 8);
+    let message = leak["message"].as_str().unwrap();
+    assert!(
+        message.contains(ACCESS_GROUP) && message.contains("/aws/lambda/user-service"),
+        "{message}"
+    );
+    let evidence = leak["examples"][0].as_str().unwrap();
+    assert!(
+        evidence.contains("\"lambdaRequestId\":")
+            && evidence.contains("/aws/lambda/user-service")
+            && evidence.contains("REPORT RequestId: "),
+        "{evidence}"
+    );
+    assert!(out.contains("ISOLATION FAILED"), "{out}");
+    // The other side: every access-log line's Lambda id has its REPORT in
+    // prod's function group and none in test's.
+    let lines = access_lines(&rt, &aws);
+    assert_eq!(lines.len(), 8, "{lines:?}");
+    let prod = reported(&rt, &aws, "/aws/lambda/user-service");
+    let test = reported(&rt, &aws, "/aws/lambda/test-user-service");
+    for (_, lambda) in &lines {
+        let lambda = lambda.as_deref().expect("a Lambda request id");
+        assert!(prod.contains(lambda) && !test.contains(lambda), "{lambda}");
+        assert!(evidence.contains("REPORT RequestId: "));
+    }
+    eprintln!(
+        "shared function via the access log: {} FilterLogEvents",
+        v["api_calls"]["FilterLogEvents"]
+    );
+}
+
+/// GetStage refused (API Gateway's endpoint is the sandbox's data plane,
+/// which answers every control-plane call 403 `MissingAuthenticationToken`,
+/// as a wrong endpoint does on AWS): under `auto` one sentence in the
+/// summary and the function's logs decide; under `execution-logs`, which
+/// asked for API Gateway's logs, an error (exit 3) naming the call.
+#[test]
+fn a_refused_get_stage_is_a_note_under_auto_and_an_error_when_asked_for() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &[], &[]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    set_access_log(&rt, &aws, &sandbox, &api, ACCESS_FORMAT);
+    let data_plane = sandbox.base_url.clone();
+    let endpoints = [
+        ("AWS_ENDPOINT_URL", sandbox.aws_endpoint.as_str()),
+        ("AWS_ENDPOINT_URL_API_GATEWAY", data_plane.as_str()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let setting = format!("rest_api = \"{api}\"");
+    let (code, s, out) = run_with(&sandbox, dir.path(), "", &setting, 3, Some(&endpoints));
+    assert_eq!(code, 0, "{out}\n{s:#}");
+    let logs = &s["verify"]["logs"];
+    assert_eq!(logs["proven_by"]["function_logs"], 6, "{s:#}");
+    assert_eq!(logs["proven_by"]["access_logs"], 0, "{s:#}");
+    let note = logs["access_logs"]["note"].as_str().unwrap();
+    assert!(
+        note.starts_with(
+            "API Gateway's access-log settings of stage test could not be read (GetStage"
+        ),
+        "{note}"
+    );
+    assert!(
+        !note.contains('\n') && !note.contains("DispatchFailure"),
+        "{note}"
+    );
+    assert_eq!(note.matches(". ").count(), 0, "one sentence: {note}");
+    assert!(
+        note.ends_with("(it needs apigateway:GET on the stage)"),
+        "{note}"
+    );
+    assert_eq!(s["verify"]["api_calls"]["GetStage"], 1, "{s:#}");
+    eprintln!("{} characters: {note}", note.chars().count());
+
+    let setting = format!("routing = \"execution-logs\"\n{setting}");
+    let (code, _, out) = run_with(&sandbox, dir.path(), "", &setting, 3, Some(&endpoints));
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("GetStage on stage test of REST API"), "{out}");
+    assert!(!out.contains("DispatchFailure"), "{out}");
 }

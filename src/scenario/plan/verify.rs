@@ -49,16 +49,22 @@ pub enum LogMatch {
     Either,
 }
 
-/// The channels that prove a request reached the stage's own function.
+/// The channels that prove a request reached the stage's own function:
+/// the function's own log lines, and API Gateway's own logs (the execution
+/// log, and the access log when its format has `$context.integration.requestId`),
+/// each followed to the function's `REPORT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Routing {
-    /// Every channel the stage offers; a request proven by either is found.
+    /// Every channel the stage offers (function logs, execution log, access
+    /// log); a request proven by any is found.
     Auto,
     /// Only the function's own log lines (our correlation id or API Gateway's request id).
     FunctionLogs,
-    /// Only API Gateway's execution log, followed to the function's `REPORT`.
+    /// Only API Gateway's own logs: its execution log and its access log,
+    /// either of which proves a request.
     ExecutionLogs,
-    /// Both, and a request counts only when both prove it.
+    /// The function's logs and API Gateway's logs, and a request counts only
+    /// when both prove it.
     Both,
 }
 
@@ -76,17 +82,19 @@ impl Routing {
         self != Routing::ExecutionLogs
     }
 
+    /// Reads API Gateway's own logs: the execution log and the access log.
     pub fn reads_execution_logs(self) -> bool {
         self != Routing::FunctionLogs
     }
 
-    /// Whether a request proven by these channels counts as found.
-    pub fn proves(self, by_function_logs: bool, by_execution_logs: bool) -> bool {
+    /// Whether a request proven by these channels counts as found;
+    /// `by_api_gateway` is API Gateway's execution log or its access log.
+    pub fn proves(self, by_function_logs: bool, by_api_gateway: bool) -> bool {
         match self {
-            Routing::Auto => by_function_logs || by_execution_logs,
+            Routing::Auto => by_function_logs || by_api_gateway,
             Routing::FunctionLogs => by_function_logs,
-            Routing::ExecutionLogs => by_execution_logs,
-            Routing::Both => by_function_logs && by_execution_logs,
+            Routing::ExecutionLogs => by_api_gateway,
+            Routing::Both => by_function_logs && by_api_gateway,
         }
     }
 }
