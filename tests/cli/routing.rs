@@ -617,6 +617,91 @@ fn a_warmup_keeps_the_cold_starts_out_of_the_measured_phase() {
     assert!(out.contains("in the warmup)"), "{out}");
 }
 
+/// CloudWatch Logs may answer a page with no event and a `nextToken`; only a
+/// missing token ends a scan. With the sandbox's `empty-log-pages` every
+/// scan's first page is empty: a reader that stopped there would prove nothing.
+#[test]
+fn empty_pages_with_a_next_token_are_read_past() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &["empty-log-pages"], &[]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    set_loglevel(&rt, &aws, &sandbox, &api, "INFO");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, s, out) = run(&sandbox, dir.path(), "routing = \"both\"", 3);
+    assert_eq!(code, 0, "{out}\n{s:#}");
+    let logs = &s["verify"]["logs"];
+    assert_eq!(logs["found"], 6, "{s:#}");
+    assert_eq!(logs["proven_by"]["function_logs"], 6, "{s:#}");
+    assert_eq!(logs["proven_by"]["execution_logs"], 6, "{s:#}");
+    // Every scan paid its empty page: at least two calls for each of the
+    // function group, the execution log and prod's group.
+    let calls = s["verify"]["api_calls"]["FilterLogEvents"]
+        .as_u64()
+        .unwrap();
+    assert!(calls >= 6, "{calls} FilterLogEvents calls: {s:#}");
+}
+
+/// Execution-log events over 1 024 bytes are cut (`[TRUNCATED]`). With
+/// dataTrace on, a request header that reads like the chain's own lines
+/// (another stage's function in `Endpoint request URI`, a made-up Lambda
+/// request id), padded past the cut, lands in cut `Method request headers`
+/// lines: it must match nothing, so the run is proven and no leak is claimed.
+#[test]
+fn cut_lines_that_quote_the_chain_match_nothing() {
+    let moto = Moto::start();
+    let sandbox = Sandbox::start(&moto, &[], &[]);
+    let rt = runtime();
+    let aws = rt.block_on(Aws::of(&sandbox));
+    let api = rest_api(&rt, &aws);
+    set_loglevel(&rt, &aws, &sandbox, &api, "INFO");
+    rt.block_on(async {
+        aws.apigateway
+            .update_stage()
+            .rest_api_id(&api)
+            .stage_name("test")
+            .patch_operations(
+                PatchOperation::builder()
+                    .op(Op::Replace)
+                    .path("/*/*/logging/dataTrace")
+                    .value("true")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("UpdateStage dataTrace");
+        reload(&sandbox).await;
+    });
+    let bait = format!(
+        "Endpoint request URI: https://lambda.{REGION}.amazonaws.com/2015-03-31/functions/arn:aws:lambda:{REGION}:123456789012:function:user-service/invocations AWS Integration Endpoint RequestId : 00000000-0000-4000-8000-000000000000 {}",
+        "x".repeat(1200)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (code, s, out) = run(
+        &sandbox,
+        dir.path(),
+        &format!(
+            "routing = \"execution-logs\"\nrest_api = \"{api}\"\n[headers]\nX-Bait = \"{bait}\""
+        ),
+        3,
+    );
+    assert_eq!(code, 0, "{out}\n{s:#}");
+    let logs = &s["verify"]["logs"];
+    assert_eq!(logs["found"], 6, "{s:#}");
+    assert_eq!(logs["execution_logs"]["other_function"], 0, "{s:#}");
+    assert_eq!(s["verify"]["isolation"]["ok"], true, "{s:#}");
+    // The bait is there, in cut lines, as the sandbox wrote them.
+    let group = format!("API-Gateway-Execution-Logs_{api}/test");
+    let cut: Vec<String> = rt
+        .block_on(aws.log_messages(&group))
+        .into_iter()
+        .filter(|m| m.contains("function:user-service/invocations AWS Integration"))
+        .collect();
+    assert!(cut.len() >= 6, "{cut:#?}");
+    assert!(cut.iter().all(|m| m.ends_with(" [TRUNCATED]")), "{cut:#?}");
+}
+
 /// Ingestion takes seconds on AWS: lines that arrive late are polled for,
 /// through the execution-log channel as through the function's.
 #[test]
