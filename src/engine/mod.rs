@@ -224,7 +224,7 @@ async fn coordinate(
                             dropped_iterations: totals.dropped_iterations,
                         });
                         if !warming_up {
-                            timeline.push(point);
+                            push_second(&mut timeline, point);
                         }
                         let measured_for = start.elapsed().saturating_sub(plan.load.warmup);
                         let judge = stop_deadline.is_none() && plan.abort_on_fail && !warming_up && measured_for >= plan.abort_delay;
@@ -243,7 +243,7 @@ async fn coordinate(
                     if let Some((second, _)) = add_to_second(&mut seconds, tick, &delta, warmup.as_deref(), threads, &plan)
                         && tick >= warmup_ticks
                     {
-                        timeline.push(TimelinePoint::from_delta(tick, &second));
+                        push_second(&mut timeline, TimelinePoint::from_delta(tick, &second));
                     }
                     done += 1;
                 }
@@ -311,6 +311,33 @@ async fn coordinate(
         invocations: collected.invocations,
     })
 }
+
+/// Adds a second to the timeline; when that folded it (every 2^k × 1 024
+/// seconds), gives the memory the fold freed back to the system.
+fn push_second(timeline: &mut Timeline, point: TimelinePoint) {
+    let width = timeline.width();
+    timeline.push(point);
+    if timeline.width() != width {
+        release_freed_memory();
+    }
+}
+
+/// A fold re-encodes every point's histogram, decoding two for each: glibc
+/// keeps the pages those transient histograms freed between the new
+/// points, and a soak's RSS rose a step at each fold that it never gave
+/// back (+2.7 MB at minute 17, +0.8 MB at minute 34 of an hour at
+/// 10 000 requests/s). Trimming once per fold hands them back.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only returns free memory to the system; it takes
+    // no pointer and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() {}
 
 /// One second of the run as the workers report it: the measured phase's
 /// part, and the warmup's (its iterations can end after it).
