@@ -40,6 +40,18 @@ fn set_loglevel(
     api: &str,
     level: &str,
 ) {
+    set_stage(rt, aws, sandbox, api, "/*/*/logging/loglevel", level);
+}
+
+/// One `replace` on stage test's settings, then the sandbox reloads them.
+fn set_stage(
+    rt: &tokio::runtime::Runtime,
+    aws: &Aws,
+    sandbox: &Sandbox,
+    api: &str,
+    path: &str,
+    value: &str,
+) {
     rt.block_on(async {
         aws.apigateway
             .update_stage()
@@ -48,13 +60,13 @@ fn set_loglevel(
             .patch_operations(
                 PatchOperation::builder()
                     .op(Op::Replace)
-                    .path("/*/*/logging/loglevel")
-                    .value(level)
+                    .path(path)
+                    .value(value)
                     .build(),
             )
             .send()
             .await
-            .expect("UpdateStage loglevel");
+            .unwrap_or_else(|e| panic!("UpdateStage {path}: {e:?}"));
         reload(sandbox).await;
     });
 }
@@ -656,23 +668,7 @@ fn cut_lines_that_quote_the_chain_match_nothing() {
     let aws = rt.block_on(Aws::of(&sandbox));
     let api = rest_api(&rt, &aws);
     set_loglevel(&rt, &aws, &sandbox, &api, "INFO");
-    rt.block_on(async {
-        aws.apigateway
-            .update_stage()
-            .rest_api_id(&api)
-            .stage_name("test")
-            .patch_operations(
-                PatchOperation::builder()
-                    .op(Op::Replace)
-                    .path("/*/*/logging/dataTrace")
-                    .value("true")
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("UpdateStage dataTrace");
-        reload(&sandbox).await;
-    });
+    set_stage(&rt, &aws, &sandbox, &api, "/*/*/logging/dataTrace", "true");
     let bait = format!(
         "Endpoint request URI: https://lambda.{REGION}.amazonaws.com/2015-03-31/functions/arn:aws:lambda:{REGION}:123456789012:function:user-service/invocations AWS Integration Endpoint RequestId : 00000000-0000-4000-8000-000000000000 {}",
         "x".repeat(1200)
