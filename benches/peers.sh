@@ -5,6 +5,7 @@
 #   benches/peers.sh [ROUNDS] [SECONDS]        # default 3 rounds of 8 s
 #   THREADS=2 benches/peers.sh                 # threads per tool (default 1)
 #   PARTS="closed open" benches/peers.sh       # some of: closed open co memory
+#   BASELINE=/tmp/stagecheck-old benches/peers.sh   # another build beside, in the same rounds
 #
 # Needs: nginx, wrk and hey from Debian (apt-get install nginx-light wrk hey),
 # oha from crates.io (cargo install oha; skipped when absent), python3.
@@ -65,6 +66,7 @@ json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); prin
 
 # Each takes the URL and prints requests/s; stagecheck reads $toml.
 stagecheck_rps() { "$bin" run "$toml" --threads "$threads" -q -o "$work/s.json" >/dev/null || true; json_field "$work/s.json" "round(d['totals']['rps'])"; }
+baseline_rps() { "$BASELINE" run "$toml" --threads "$threads" -q -o "$work/b.json" >/dev/null || true; json_field "$work/b.json" "round(d['totals']['rps'])"; }
 wrk_rps() { wrk -t"$threads" -c"$conns" -d"${secs}s" "$1" | awk '/Requests\/sec/ {printf "%d\n", $2}'; }
 hey_rps() { GOMAXPROCS="$threads" hey -z "${secs}s" -c "$conns" "$1" | awk '/Requests\/sec/ {printf "%d\n", $2}'; }
 oha_rps() { TOKIO_WORKER_THREADS="$threads" "$oha" -z "${secs}s" -c "$conns" --no-tui --output-format json "$1" >"$work/oha.json"; json_field "$work/oha.json" "round(d['summary']['requestsPerSec'])"; }
@@ -77,6 +79,7 @@ closed_model() {
     sed "s#^base_url = .*#base_url = \"${target%/*}\"#; s#^path = .*#path = \"/${target##*/}\"#" "$work/closed.toml" >"$toml"
     local tools=(stagecheck wrk hey)
     [ -n "$oha" ] && tools+=(oha)
+    [ -n "${BASELINE:-}" ] && tools+=(baseline)
     declare -A results=()
     echo
     echo "closed model, $conns connections, ${secs}s per run, $rounds rounds, $threads thread(s) each; target: $name"

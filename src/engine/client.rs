@@ -22,9 +22,17 @@ use super::http1::{self, Buffers};
 use crate::metrics::TransportError;
 use crate::scenario::{Scheme, Target, TlsOptions};
 
-pub use super::http1::Answer;
+pub use super::http1::{Answer, Encoded};
 
 pub type Body = Full<Bytes>;
+
+/// What a VU sends: a request built for this iteration, or a fixed step's
+/// bytes encoded before the run with this request's correlation id.
+#[derive(Clone, Copy)]
+pub enum Outgoing<'a> {
+    Built(&'a Request<Body>),
+    Encoded(&'a Encoded, &'a [u8]),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -379,7 +387,7 @@ impl Connection {
     pub async fn send(
         &mut self,
         connector: &Connector,
-        request: Request<Body>,
+        request: Outgoing<'_>,
         deadline: Instant,
     ) -> Result<Answer<'_>, TransportError> {
         let deadline = tokio::time::Instant::from_std(deadline);
@@ -395,7 +403,7 @@ impl Connection {
                 &mut self.buffers,
                 self.vu,
                 connector,
-                &request,
+                request,
             );
             tokio::pin!(exchange);
             loop {
@@ -438,7 +446,7 @@ async fn exchange(
     buffers: &mut Buffers,
     vu: u64,
     connector: &Connector,
-    request: &Request<Body>,
+    request: Outgoing<'_>,
 ) -> Result<(), TransportError> {
     // A request only goes out on a connection still open: one the server
     // closed while idle is replaced before anything is sent, as hyper retried
@@ -457,7 +465,13 @@ async fn exchange(
         );
     }
     let stream = open.as_mut().ok_or(TransportError::Connect)?;
-    match http1::exchange(stream, buffers, request).await {
+    let exchanged = match request {
+        Outgoing::Built(request) => http1::exchange(stream, buffers, request).await,
+        Outgoing::Encoded(request, id) => {
+            http1::exchange_encoded(stream, buffers, request, id).await
+        }
+    };
+    match exchanged {
         Ok(true) => Ok(()),
         Ok(false) => {
             *open = None;

@@ -227,16 +227,113 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     }
     // A no-op for TCP; TLS may hold the records until flushed.
     io.flush().await?;
-    let wants_close = connection_has(
+    let keep_alive = read_response(io, buffers, request.method() == Method::HEAD).await?;
+    Ok(keep_alive && !asks_to_close(request))
+}
+
+/// A request whose every byte but one header's value is known before the
+/// run, encoded once: a fixed step is written from it each time, without
+/// building a `Request`, cloning its headers and encoding them again (about
+/// a tenth of the per-request time in user space against a fast target).
+/// The hole is for the correlation id, the one value that varies.
+#[derive(Clone)]
+pub struct Encoded {
+    bytes: Vec<u8>,
+    /// Where the per-request value goes, when the request has one.
+    hole: Option<usize>,
+    head: bool,
+    close: bool,
+}
+
+impl Encoded {
+    /// `request` as written; `hole`: the header whose value is given per
+    /// request, set in `request` to a placeholder that is not written.
+    /// `None` when the body is too large to go in the head's write, or the
+    /// placeholder is not found in the head.
+    pub fn new(request: &Request<Full<Bytes>>, hole: Option<(&str, &str)>) -> Option<Encoded> {
+        let body = body_bytes(request.body());
+        let mut bytes = Vec::new();
+        if encode_request(request, &body, &mut bytes).is_some() {
+            return None;
+        }
+        let hole = match hole {
+            None => None,
+            Some((name, placeholder)) => {
+                let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 2;
+                let line = format!("\r\n{}: {placeholder}\r\n", name.to_ascii_lowercase());
+                let at = bytes[..head_end + 2]
+                    .windows(line.len())
+                    .position(|w| w == line.as_bytes())?
+                    + 2
+                    + name.len()
+                    + 2;
+                bytes.drain(at..at + placeholder.len());
+                Some(at)
+            }
+        };
+        bytes.shrink_to_fit();
+        Some(Encoded {
+            bytes,
+            hole,
+            head: request.method() == Method::HEAD,
+            close: asks_to_close(request),
+        })
+    }
+
+    /// The bytes written, with `value` in the hole.
+    pub fn write_to(&self, value: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        match self.hole {
+            None => out.extend_from_slice(&self.bytes),
+            Some(at) => {
+                out.extend_from_slice(&self.bytes[..at]);
+                out.extend_from_slice(value);
+                out.extend_from_slice(&self.bytes[at..]);
+            }
+        }
+    }
+}
+
+/// The bytes may hold an API key: never shown.
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Encoded({} bytes, hole {:?})",
+            self.bytes.len(),
+            self.hole
+        )
+    }
+}
+
+/// `exchange` for a request encoded before the run, with `value` (the
+/// correlation id) in its hole.
+pub async fn exchange_encoded<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    buffers: &mut Buffers,
+    request: &Encoded,
+    value: &[u8],
+) -> Result<bool, Http1Error> {
+    if request.hole.is_some() {
+        request.write_to(value, &mut buffers.write);
+        io.write_all(&buffers.write).await?;
+    } else {
+        io.write_all(&request.bytes).await?;
+    }
+    io.flush().await?;
+    let keep_alive = read_response(io, buffers, request.head).await?;
+    Ok(keep_alive && !request.close)
+}
+
+fn asks_to_close(request: &Request<Full<Bytes>>) -> bool {
+    connection_has(
         request
             .headers()
             .get_all(CONNECTION)
             .iter()
             .map(|v| v.as_bytes()),
         "close",
-    );
-    let keep_alive = read_response(io, buffers, request.method() == Method::HEAD).await?;
-    Ok(keep_alive && !wants_close)
+    )
 }
 
 /// The bytes of a body already whole in memory: `Full` yields its one frame
@@ -364,6 +461,18 @@ enum Length {
 fn content_length<'v>(values: impl Iterator<Item = &'v [u8]>) -> Length {
     let mut found = Length::Absent;
     for value in values {
+        // The common case, one plain number, without the text handling below.
+        if (1..=19).contains(&value.len()) && value.iter().all(u8::is_ascii_digit) {
+            let n = value
+                .iter()
+                .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'));
+            match found {
+                Length::Absent => found = Length::Valid(n),
+                Length::Valid(m) if m == n => {}
+                _ => return Length::Invalid,
+            }
+            continue;
+        }
         let Some(line) = visible_ascii(value) else {
             return Length::Invalid;
         };
@@ -926,6 +1035,78 @@ mod tests {
     }
 
     #[test]
+    fn an_encoded_request_is_written_and_read_as_a_built_one() {
+        let cases = [
+            request("GET", "/a?b=c", &[("host", "h"), ("x-a", "1")], b""),
+            request("POST", "/u", &[("host", "h")], b"{\"id\":1}"),
+            request("POST", "/u", &[("transfer-encoding", "gzip")], b"hello"),
+            request("GET", "/", &[("connection", "close")], b""),
+            request("HEAD", "/", &[("host", "h")], b""),
+        ];
+        // A HEAD's answer declares a length but carries no body.
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc".to_vec();
+        for built in &cases {
+            let encoded = Encoded::new(built, None).expect("a small request is encoded");
+            let (built_reuse, encoded_reuse, body) = block_on(async {
+                let mut io = Scripted::new(vec![answer.clone()]);
+                let mut buffers = Buffers::new();
+                let a = exchange(&mut io, &mut buffers, built).await.unwrap();
+                let built_bytes = io.written;
+                let mut io = Scripted::new(vec![answer.clone()]);
+                let mut buffers = Buffers::new();
+                let b = exchange_encoded(&mut io, &mut buffers, &encoded, b"")
+                    .await
+                    .unwrap();
+                assert_eq!(io.written, built_bytes);
+                (a, b, buffers.answer().body.to_vec())
+            });
+            assert_eq!(built_reuse, encoded_reuse, "{:?}", built.method());
+            let head = built.method() == Method::HEAD;
+            assert_eq!(body, if head { b"".to_vec() } else { b"abc".to_vec() });
+        }
+        assert_eq!(
+            format!("{:?}", Encoded::new(&cases[0], None).unwrap()),
+            "Encoded(40 bytes, hole None)"
+        );
+        static LARGE: [u8; 20_000] = [b'q'; 20_000];
+        let large = request("POST", "/u", &[], &LARGE);
+        assert!(
+            Encoded::new(&large, None).is_none(),
+            "a body past one write is sent as built"
+        );
+    }
+
+    #[test]
+    fn the_hole_takes_each_request_s_value_where_the_placeholder_was() {
+        let with = |value: &str| {
+            request(
+                "POST",
+                "/u",
+                &[("host", "h"), ("X-Id", value), ("x-b", "2")],
+                b"X-Id: PLACE",
+            )
+        };
+        let encoded = Encoded::new(&with("PLACE"), Some(("X-Id", "PLACE"))).expect("encoded");
+        for value in ["run-1-0", "run-123456789-3", ""] {
+            let mut out = Vec::new();
+            encoded.write_to(value.as_bytes(), &mut out);
+            assert_eq!(out, written(&with(value)), "{value}");
+        }
+        let written_once = block_on(async {
+            let mut io = Scripted::new(vec![b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()]);
+            let mut buffers = Buffers::new();
+            exchange_encoded(&mut io, &mut buffers, &encoded, b"run-7-1")
+                .await
+                .unwrap();
+            io.written
+        });
+        assert_eq!(written_once, written(&with("run-7-1")));
+        // A placeholder only in the body is no hole.
+        let absent = request("POST", "/u", &[("host", "h")], b"x-id: PLACE\r\n");
+        assert!(Encoded::new(&absent, Some(("x-id", "PLACE"))).is_none());
+    }
+
+    #[test]
     fn a_large_body_is_written_whole() {
         static BODY: [u8; 40_000] = [b'q'; 40_000];
         let post = request("POST", "/big", &[], &BODY);
@@ -976,7 +1157,37 @@ mod tests {
             parts
         }
 
+        /// hyper's rule as text: every comma-separated part of every value is
+        /// the same decimal number.
+        fn reference_length(values: &[String]) -> Length {
+            let parts: Vec<&str> = values
+                .iter()
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .collect();
+            let numbers: Option<Vec<u64>> = parts
+                .iter()
+                .map(|p| {
+                    (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                        .then(|| p.parse().ok())
+                        .flatten()
+                })
+                .collect();
+            match numbers {
+                None => Length::Invalid,
+                Some(n) if n.is_empty() => Length::Absent,
+                Some(n) if n.iter().all(|x| *x == n[0]) => Length::Valid(n[0]),
+                Some(_) => Length::Invalid,
+            }
+        }
+
         proptest! {
+            #[test]
+            fn content_length_follows_hyper_s_rule(values in proptest::collection::vec("[0-9]{0,21}|[0-9 ,]{0,8}|1[0-9a ]{0,3}", 0..4)) {
+                let bytes: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+                prop_assert_eq!(content_length(bytes.into_iter()), reference_length(&values));
+            }
+
             #[test]
             fn any_split_reads_the_same_answer(which in 0..VALID.len(), cuts in proptest::collection::vec(0usize..400, 0..40)) {
                 let text = VALID[which];

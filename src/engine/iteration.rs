@@ -9,7 +9,7 @@ use http::header::{CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
 use http_body_util::Full;
 
-use super::client::{Answer, Body, Connection, Connector};
+use super::client::{Answer, Body, Connection, Connector, Encoded, Outgoing};
 use crate::metrics::Metrics;
 use crate::scenario::jsonpath::text_of;
 use crate::scenario::template::{Template, Vars};
@@ -33,6 +33,8 @@ pub struct Vu {
     pub connection: Connection,
     captures: Vec<Option<String>>,
     uuid: [u8; 36],
+    /// This request's correlation id, written here to spare an allocation.
+    correlation_id: String,
 }
 
 impl Vu {
@@ -43,6 +45,7 @@ impl Vu {
             connection: Connection::new(id),
             captures: vec![None; plan.capture_slots],
             uuid: [b'0'; 36],
+            correlation_id: String::new(),
         }
     }
 }
@@ -109,32 +112,42 @@ async fn steps(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) -> bool {
             iteration: vu_iteration,
             captures: &vu.captures,
         };
-        let correlation_id = plan.correlation_id(due.seq, index);
-        let mut request = match build_request(
-            plan,
-            step,
-            &cx.prepared[index],
-            &request_vars,
-            correlation_id.as_deref(),
-        ) {
-            Some(r) => r,
+        let prepared = &cx.prepared[index];
+        vu.correlation_id.clear();
+        let correlation_id = plan.verify.correlation_header.is_some().then(|| {
+            plan.write_correlation_id(due.seq, index, &mut vu.correlation_id);
+            vu.correlation_id.as_str()
+        });
+        let built;
+        let outgoing = match &prepared.encoded {
+            Some(encoded) => {
+                Outgoing::Encoded(encoded, correlation_id.unwrap_or_default().as_bytes())
+            }
             None => {
-                // A rendered value is not valid in a request (e.g. a newline in a header).
-                let now = Instant::now();
-                let us = micros(now - step_due);
-                cx.metrics.borrow_mut().steps[index].record_error(
-                    crate::metrics::TransportError::Io,
-                    us,
-                    0,
-                );
-                return false;
+                match build_request(plan, step, prepared, &request_vars, correlation_id) {
+                    Some(mut request) => {
+                        plan.auth.apply(&mut request);
+                        built = request;
+                        Outgoing::Built(&built)
+                    }
+                    None => {
+                        // A rendered value is not valid in a request (e.g. a newline in a header).
+                        let now = Instant::now();
+                        let us = micros(now - step_due);
+                        cx.metrics.borrow_mut().steps[index].record_error(
+                            crate::metrics::TransportError::Io,
+                            us,
+                            0,
+                        );
+                        return false;
+                    }
+                }
             }
         };
-        plan.auth.apply(&mut request);
         let sent = Instant::now();
         let result = vu
             .connection
-            .send(cx.connector, request, sent + step.timeout)
+            .send(cx.connector, outgoing, sent + step.timeout)
             .await;
         let done = Instant::now();
         let latency_us = micros(done - step_due);
@@ -265,6 +278,9 @@ pub struct PreparedRequest {
     headers: HeaderMap,
     /// Headers rendered per request; the last of a name wins, as when written.
     rendered_headers: Vec<(HeaderName, Template)>,
+    /// The whole request with a hole for the correlation id, when nothing
+    /// else in it varies: no template, no signature (an API key is fixed).
+    encoded: Option<Encoded>,
 }
 
 impl PreparedRequest {
@@ -303,13 +319,51 @@ impl PreparedRequest {
                 None => rendered_headers.push((name.clone(), template.clone())),
             }
         }
-        PreparedRequest {
+        let mut prepared = PreparedRequest {
             uri,
             headers,
             rendered_headers,
+            encoded: None,
+        };
+        let fixed = prepared.uri.is_some()
+            && prepared.rendered_headers.is_empty()
+            && step.body.as_ref().is_none_or(Template::is_static)
+            && !matches!(plan.auth, crate::auth::Auth::Iam(_));
+        // The id's run part must be valid in a header; the rest is digits.
+        let hole = match &plan.verify.correlation_header {
+            Some(name) => {
+                let mut id = String::new();
+                plan.write_correlation_id(0, 0, &mut id);
+                HeaderValue::from_str(&id)
+                    .is_ok()
+                    .then_some(Some((name.as_str(), CORRELATION_PLACEHOLDER)))
+            }
+            None => Some(None),
+        };
+        if fixed
+            && let Some(hole) = hole
+            && let Some(mut request) = build_request(
+                plan,
+                step,
+                &prepared,
+                &Vars::empty(),
+                hole.map(|(_, placeholder)| placeholder),
+            )
+        {
+            plan.auth.apply(&mut request);
+            prepared.encoded = Encoded::new(&request, hole);
         }
+        prepared
+    }
+
+    /// Whether the step's request is written from bytes encoded before the run.
+    pub fn is_encoded(&self) -> bool {
+        self.encoded.is_some()
     }
 }
+
+/// Stands for the correlation id in a request encoded before the run.
+const CORRELATION_PLACEHOLDER: &str = "stagecheck-correlation-id";
 
 fn render_path(step: &Step, vars: &Vars<'_>, uri: &mut String) {
     step.path.render_into(vars, uri);
@@ -569,6 +623,84 @@ body = "seq {{seq}}"
         assert_eq!(header(&request, "content-type"), Some("text/plain"));
         assert_eq!(header(&request, "x-seq"), Some("fixed"));
         assert_eq!(header(&request, "x-correlation-id"), None);
+    }
+
+    #[test]
+    fn only_a_step_with_nothing_varying_is_encoded_before_the_run() {
+        let agent = HeaderValue::from_static("stagecheck/test");
+        let fixed = r#"
+[target]
+base_url = "http://127.0.0.1:9/{stage}"
+stage = "test"
+[headers]
+X-Team = "platform"
+[[steps]]
+name = "get"
+method = "GET"
+path = "/user?limit=1"
+[[steps]]
+name = "post"
+method = "POST"
+path = "/user"
+body = { Id = "fixed" }
+[[steps]]
+name = "templated"
+method = "GET"
+path = "/user/{{seq}}"
+"#;
+        let plan = crate::scenario::parse(Path::new("t.toml"), fixed, &Overrides::default())
+            .expect("scenario");
+        let prepared: Vec<PreparedRequest> = plan
+            .steps
+            .iter()
+            .map(|step| PreparedRequest::new(&plan, step, &agent))
+            .collect();
+        assert!(prepared[0].is_encoded() && prepared[1].is_encoded());
+        assert!(
+            !prepared[2].is_encoded(),
+            "a templated path is rendered per request"
+        );
+        // With a correlation id (the default) the bytes are those of the
+        // request build_request makes with it, as written.
+        assert!(plan.verify.correlation_header.is_some());
+        let built = build_request(
+            &plan,
+            &plan.steps[1],
+            &prepared[1],
+            &Vars::empty(),
+            Some("sc-9-1"),
+        )
+        .expect("request");
+        let mut bytes = Vec::new();
+        let encoded = prepared[1].encoded.as_ref().expect("encoded");
+        encoded.write_to(b"sc-9-1", &mut bytes);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.starts_with("POST /test/user HTTP/1.1\r\n"), "{text}");
+        assert!(text.contains("\r\nx-team: platform\r\n"), "{text}");
+        assert!(text.contains("\r\nx-correlation-id: sc-9-1\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n{\"Id\":\"fixed\"}"), "{text}");
+        // Its headers and content-length, between the request line and the blank line.
+        assert_eq!(
+            built.headers().len() + 1,
+            text.matches("\r\n").count() - 2,
+            "{text}"
+        );
+
+        // Each thing that varies per request keeps the step built per request.
+        let templated = self::plan();
+        for step in &templated.steps {
+            assert!(!PreparedRequest::new(&templated, step, &agent).is_encoded());
+        }
+        let mut uncorrelated =
+            crate::scenario::parse(Path::new("t.toml"), fixed, &Overrides::default())
+                .expect("scenario");
+        uncorrelated.verify.correlation_header = None;
+        let encoded = PreparedRequest::new(&uncorrelated, &uncorrelated.steps[0], &agent)
+            .encoded
+            .expect("encoded");
+        encoded.write_to(b"ignored", &mut bytes);
+        assert!(!String::from_utf8_lossy(&bytes).contains("correlation"));
+        assert!(!String::from_utf8_lossy(&bytes).contains("ignored"));
     }
 
     #[test]

@@ -89,8 +89,11 @@ struct Worker {
 }
 
 pub fn run(setup: WorkerSetup) {
+    // Sockets and timers only: signals are the coordinator's, and the
+    // process driver would look for orphaned children at every turn.
     let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .build()
     {
         Ok(rt) => rt,

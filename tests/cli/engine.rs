@@ -130,6 +130,85 @@ fn summary_counts_equal_what_the_server_saw() {
     );
 }
 
+/// Steps with nothing templated are written from bytes encoded before the
+/// run; only the correlation id changes per request.
+#[test]
+fn fixed_steps_send_the_same_request_with_each_request_s_correlation_id() {
+    let server = TestServer::start();
+    let body = format!(
+        r#"
+[target]
+base_url = "{}/{{stage}}"
+stage = "test"
+[load]
+vus = 3
+iterations = 40
+duration = "30s"
+[headers]
+X-Team = "platform"
+[[steps]]
+name = "create"
+method = "POST"
+path = "/user"
+query = {{ dry = "no" }}
+body = {{ Id = "fixed", Name = "n" }}
+checks = [{{ status = [201] }}]
+[[steps]]
+name = "read"
+method = "GET"
+path = "/user/fixed"
+checks = [{{ json = "Name", equals = "n" }}]
+"#,
+        server.url()
+    );
+    let (output, summary) = run_scenario(&body, &[], Duration::from_secs(60));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        text(&output.stderr)
+    );
+    let run_id = summary["run_id"].as_str().unwrap();
+    let seen = server.seen();
+    assert_eq!(seen.len(), 80);
+    assert_eq!(summary["totals"]["requests"], 80);
+    assert_eq!(summary["checks"]["passed"], 80);
+    let mut ids = HashSet::new();
+    for request in &seen {
+        let header = |name: &str| {
+            request
+                .headers
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(header("x-team").as_deref(), Some("platform"));
+        assert_eq!(header("host"), Some(server.addr.to_string()));
+        assert!(header("user-agent").unwrap().starts_with("stagecheck/"));
+        let id = header("x-correlation-id").unwrap();
+        let step = if request.method == Method::POST {
+            assert_eq!(
+                (request.path.as_str(), request.query.as_deref()),
+                ("/test/user", Some("dry=no"))
+            );
+            assert_eq!(header("content-type").as_deref(), Some("application/json"));
+            let sent: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+            assert_eq!(sent, serde_json::json!({"Id": "fixed", "Name": "n"}));
+            0
+        } else {
+            assert_eq!(request.path, "/test/user/fixed");
+            assert!(request.body.is_empty());
+            1
+        };
+        let seq = id
+            .strip_prefix(&format!("{run_id}-"))
+            .and_then(|rest| rest.strip_suffix(&format!("-{step}")))
+            .unwrap_or_else(|| panic!("{id} is not {run_id}-SEQ-{step}"));
+        assert!(seq.parse::<u64>().is_ok(), "{id}");
+        ids.insert(id);
+    }
+    assert_eq!(ids.len(), 80, "every request has its own correlation id");
+}
+
 #[test]
 fn open_model_holds_the_arrival_rate() {
     let server = TestServer::start();

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Frame;
-use stagecheck::engine::client::{Connection, Connector};
-use stagecheck::engine::http1::{self, Buffers};
+use stagecheck::engine::client::{Connection, Connector, Outgoing};
+use stagecheck::engine::http1::{self, Buffers, Encoded};
 use stagecheck::metrics::TransportError;
 use stagecheck::scenario::{Scheme, Target, TlsOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -491,9 +491,17 @@ fn the_engine_connection_reconnects_when_the_server_closes() {
         .await;
         let connector = connector(server.addr).await;
         let mut connection = Connection::new(1);
-        for _ in 0..50 {
+        // Requests encoded before the run and built ones take turns.
+        let encoded = Encoded::new(&get("/"), None).unwrap();
+        for i in 0..50 {
+            let built = get("/");
+            let outgoing = if i % 2 == 0 {
+                Outgoing::Encoded(&encoded, b"")
+            } else {
+                Outgoing::Built(&built)
+            };
             let answer = connection
-                .send(&connector, get("/"), soon(5000))
+                .send(&connector, outgoing, soon(5000))
                 .await
                 .unwrap();
             assert_eq!((answer.status, answer.body), (StatusCode::OK, &b"ok"[..]));
@@ -512,7 +520,7 @@ fn the_engine_connection_reconnects_when_the_server_closes() {
         let mut connection = Connection::new(1);
         for i in 1..=30 {
             let answer = connection
-                .send(&connector, get("/"), soon(5000))
+                .send(&connector, Outgoing::Built(&get("/")), soon(5000))
                 .await
                 .unwrap();
             assert_eq!(answer.status, StatusCode::OK);
@@ -551,7 +559,9 @@ fn malformed_answers_are_io_errors_and_the_vu_goes_on() {
         let connector = connector(server.addr).await;
         let mut connection = Connection::new(1);
         for text in broken {
-            let outcome = connection.send(&connector, get("/"), soon(5000)).await;
+            let outcome = connection
+                .send(&connector, Outgoing::Built(&get("/")), soon(5000))
+                .await;
             assert!(
                 matches!(outcome, Err(TransportError::Io)),
                 "{}",
@@ -559,7 +569,7 @@ fn malformed_answers_are_io_errors_and_the_vu_goes_on() {
             );
         }
         let answer = connection
-            .send(&connector, get("/"), soon(5000))
+            .send(&connector, Outgoing::Built(&get("/")), soon(5000))
             .await
             .unwrap();
         assert_eq!(answer.status, StatusCode::OK);
@@ -594,7 +604,9 @@ fn a_silent_or_half_answer_is_a_timeout_at_the_deadline() {
         let connector = connector(server.addr).await;
         let mut connection = Connection::new(1);
         let started = Instant::now();
-        let outcome = connection.send(&connector, get("/"), soon(300)).await;
+        let outcome = connection
+            .send(&connector, Outgoing::Built(&get("/")), soon(300))
+            .await;
         assert!(matches!(outcome, Err(TransportError::Timeout)));
         let took = started.elapsed();
         assert!(
@@ -603,7 +615,7 @@ fn a_silent_or_half_answer_is_a_timeout_at_the_deadline() {
         );
         // The half-read connection is dropped; the next request uses a new one.
         let answer = connection
-            .send(&connector, get("/"), soon(5000))
+            .send(&connector, Outgoing::Built(&get("/")), soon(5000))
             .await
             .unwrap();
         assert_eq!(answer.status, StatusCode::OK);
@@ -856,14 +868,14 @@ fn over_tls_one_connection_carries_many_requests() {
             Bytes::from_static(b"{\"Id\":\"a1\",\"Name\":\"n\"}"),
         );
         let answer = connection
-            .send(&connector, created, soon(5000))
+            .send(&connector, Outgoing::Built(&created), soon(5000))
             .await
             .unwrap();
         let stored: serde_json::Value = serde_json::from_slice(answer.body).unwrap();
         assert_eq!(stored["Id"], "a1");
         for _ in 0..200 {
             let answer = connection
-                .send(&connector, get("/t/user/a1"), soon(5000))
+                .send(&connector, Outgoing::Built(&get("/t/user/a1")), soon(5000))
                 .await
                 .unwrap();
             assert_eq!(answer.status, StatusCode::OK);
@@ -902,7 +914,7 @@ fn over_tls_the_framings_and_reconnects_hold() {
         let mut connection = Connection::new(1);
         for i in 1..=100 {
             let answer = connection
-                .send(&connector, get("/"), soon(5000))
+                .send(&connector, Outgoing::Built(&get("/")), soon(5000))
                 .await
                 .unwrap();
             let expected: &[u8] = if i % 10 == 0 { b"closed" } else { b"text" };

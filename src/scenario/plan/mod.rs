@@ -109,10 +109,18 @@ impl Plan {
     /// when the scenario sends one. Unique per request and led by the run id,
     /// so one quoted filter pattern finds all of a run's log lines.
     pub fn correlation_id(&self, seq: u64, step: usize) -> Option<String> {
-        self.verify
-            .correlation_header
-            .as_ref()
-            .map(|_| format!("{}-{seq}-{step}", self.run_id))
+        self.verify.correlation_header.as_ref().map(|_| {
+            let mut id = String::new();
+            self.write_correlation_id(seq, step, &mut id);
+            id
+        })
+    }
+
+    /// `correlation_id`'s text appended to `out`, whether or not the scenario
+    /// sends one.
+    pub fn write_correlation_id(&self, seq: u64, step: usize, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{}-{seq}-{step}", self.run_id);
     }
 }
 
