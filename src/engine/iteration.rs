@@ -124,24 +124,21 @@ async fn steps(cx: &IterationContext<'_>, vu: &mut Vu, due: Due) -> bool {
                 Outgoing::Encoded(encoded, correlation_id.unwrap_or_default().as_bytes())
             }
             None => {
-                match build_request(plan, step, prepared, &request_vars, correlation_id) {
-                    Some(mut request) => {
-                        plan.auth.apply(&mut request);
-                        built = request;
-                        Outgoing::Built(&built)
-                    }
-                    None => {
-                        // A rendered value is not valid in a request (e.g. a newline in a header).
-                        let now = Instant::now();
-                        let us = micros(now - step_due);
-                        cx.metrics.borrow_mut().steps[index].record_error(
-                            crate::metrics::TransportError::Io,
-                            us,
-                            0,
-                        );
-                        return false;
-                    }
-                }
+                let Some(mut request) =
+                    build_request(plan, step, prepared, &request_vars, correlation_id)
+                else {
+                    // A rendered value is not valid in a request (e.g. a newline in a header).
+                    let us = micros(Instant::now() - step_due);
+                    cx.metrics.borrow_mut().steps[index].record_error(
+                        crate::metrics::TransportError::Io,
+                        us,
+                        0,
+                    );
+                    return false;
+                };
+                plan.auth.apply(&mut request);
+                built = request;
+                Outgoing::Built(&built)
             }
         };
         let sent = Instant::now();
